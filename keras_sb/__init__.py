@@ -1,0 +1,30 @@
+"""keras-sb: Selective-Backprop for Keras 3.
+
+Train on the examples with the highest loss (the "biggest losers"): every
+example gets a cheap inference-mode forward pass, and only the selected ones
+get the backward pass.
+
+```python
+import keras, keras_sb
+
+model = keras_sb.SelectiveBackpropModel(inputs, outputs, beta=2.0)
+model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+              metrics=["accuracy"])
+model.fit(train_ds, epochs=30, validation_data=test_ds)
+```
+"""
+
+from keras_sb import schedule
+from keras_sb import selection
+from keras_sb import strategies
+from keras_sb.model import FunctionalSelectiveBackpropModel
+from keras_sb.model import SelectionWindow
+from keras_sb.model import SelectiveBackpropModel
+from keras_sb.model import WrappedModel
+from keras_sb.state import SelectionState
+from keras_sb.strategies import BiggestLosers
+from keras_sb.strategies import LossProportional
+from keras_sb.strategies import SelectionStrategy
+from keras_sb.strategies import UniformSubset
+
+__version__ = "0.1.0"

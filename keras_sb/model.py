@@ -1,0 +1,570 @@
+"""`SelectiveBackpropModel`: a `keras.Model` that trains on its biggest losers.
+
+Each training batch gets a cheap inference-mode forward pass; each example is
+selected with a probability that grows with its loss (see
+`keras_sb.strategies`); selected examples wait in a queue until a full
+backprop batch is ready, and only then does a training forward, backward pass
+and optimizer step run. Skipped examples cost one inference forward pass.
+Everything happens inside one compiled `train_step`, so `fit`, callbacks,
+XLA, mixed precision and saving keep working as in plain Keras.
+"""
+
+import keras
+from keras import ops
+from keras.src.losses.loss import unscale_loss_for_distribution
+from keras.src.models.functional import Functional
+
+from keras_sb import backend
+from keras_sb import data as data_utils
+from keras_sb import queue as queue_ops
+from keras_sb import schedule
+from keras_sb import scoring
+from keras_sb import selection
+from keras_sb import strategies
+from keras_sb.state import SelectionState
+from keras_sb.state import example_signature
+
+_UNSET = object()
+
+
+def _is_functional_call(args, kwargs):
+    """Whether constructor arguments describe a functional model."""
+    return (
+        len(args) == 2
+        or (len(args) == 1 and "outputs" in kwargs)
+        or ("inputs" in kwargs and "outputs" in kwargs)
+    )
+
+
+def _present_leaves(structure):
+    return [leaf for leaf in keras.tree.flatten(structure) if leaf is not None]
+
+
+def _fill_leaves(structure, leaves):
+    """Inverse of `_present_leaves`: puts `leaves` back where `structure` has
+    non-None leaves."""
+    leaves = iter(leaves)
+    flat = [None if leaf is None else next(leaves)
+            for leaf in keras.tree.flatten(structure)]
+    return keras.tree.pack_sequence_as(structure, flat)
+
+
+def _apply_importance_weights(sample_weight, weights):
+    def scale(w):
+        w = ops.cast(w, weights.dtype)
+        return w * ops.reshape(weights, (-1,) + (1,) * (len(w.shape) - 1))
+
+    if sample_weight is None:
+        return weights
+    return keras.tree.map_structure(scale, sample_weight)
+
+
+@keras.saving.register_keras_serializable(package="keras_sb")
+class SelectiveBackpropModel(keras.Model):
+    """A Keras model trained with Selective-Backprop.
+
+    Use it like `keras.Model`: from inputs and outputs (functional API), as
+    the base class of a subclassed model with its own `call`, or convert an
+    existing model with `SelectiveBackpropModel.from_model(model)`. Then
+    `compile` and `fit` as usual. Only `fit` (and `train_on_batch`) change:
+    every example of a batch is scored by an inference-mode forward pass, and
+    only the selected ones are trained on, in full backprop batches. `evaluate`
+    and `predict` are those of `keras.Model`.
+
+    What `fit` reports:
+    - `loss` and the compiled metrics are computed over all examples of each
+      batch, from the inference-mode scoring pass (before the update);
+    - `selected_fraction`: fraction of the examples scored this epoch that
+      were selected;
+    - `backprops`: examples backpropagated so far, over the model's life.
+
+    `model.optimizer.iterations`, and so any learning-rate schedule, counts
+    backward steps, not scored batches (as in the paper): an epoch with 25%
+    selected takes about a quarter of the optimizer steps of plain training.
+
+    The selection state (loss history, pending queue, random seed, counters)
+    lives in non-trainable variables of `model.selection_state` and is saved
+    with the model. Selected examples that are still queued at the end of
+    `fit` stay queued and are trained on in the next `fit`.
+
+    Args:
+        beta: selectivity of the paper's rule (`BiggestLosers`), `>= 0`;
+            the expected selected fraction is `1 / (beta + 1)`. Defaults to 3
+            (the authors' released code).
+        min_probability: floor of the selection probability, in `[0, 1]`.
+        target_fraction: instead of `beta`, the fraction of examples to
+            backpropagate on average, in `(min_probability, 1]`.
+        strategy: a `keras_sb.strategies.SelectionStrategy` instead of the
+            paper's rule, e.g. `UniformSubset` or `LossProportional`. Not
+            combinable with `beta`, `min_probability` or `target_fraction`.
+        history_size: number of recent losses that percentiles are taken
+            over (1024 in the paper), `>= 1`.
+        backprop_batch_size: examples per backward step. Defaults to the
+            batch size of the first `fit` (its `batch_size` argument, or the
+            batch size of the dataset).
+        start: when selection starts; before it, every example is trained on.
+            An int (steps, i.e. training batches over the model's life), a
+            string like `"1ep"` (epochs over the model's life), or a float in
+            `[0, 1]` (fraction of the epochs of the current `fit`). Defaults
+            to `"1ep"`: one epoch of priming on all examples, as in the paper.
+            Use 0 to select from the first batch.
+        end: when selection stops again (same units), or None (never).
+        seed: int seed of the random selection, for reproducible runs.
+        **kwargs: passed to `keras.Model` (`inputs`, `outputs`, `name`, ...).
+
+    Example:
+
+    ```python
+    inputs = keras.Input((32, 32, 3))
+    x = keras.layers.Conv2D(32, 3, activation="relu")(inputs)
+    x = keras.layers.GlobalAveragePooling2D()(x)
+    outputs = keras.layers.Dense(10, activation="softmax")(x)
+    model = keras_sb.SelectiveBackpropModel(inputs, outputs, beta=2.0)
+    model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+                  metrics=["accuracy"])
+    model.fit(x_train, y_train, batch_size=128, epochs=10)
+    ```
+    """
+
+    def __new__(cls, *args, **kwargs):
+        if _is_functional_call(args, kwargs) and not issubclass(cls, Functional):
+            if cls is not SelectiveBackpropModel:
+                raise TypeError(
+                    f"{cls.__name__} subclasses SelectiveBackpropModel and was "
+                    "given `inputs` and `outputs`. To build a subclass from "
+                    "inputs and outputs, subclass "
+                    "`keras_sb.FunctionalSelectiveBackpropModel` instead."
+                )
+            cls = FunctionalSelectiveBackpropModel
+        return super().__new__(cls, *args, **kwargs)
+
+    def __init__(
+        self,
+        *args,
+        beta=None,
+        min_probability=None,
+        target_fraction=None,
+        strategy=None,
+        history_size=1024,
+        backprop_batch_size=None,
+        start="1ep",
+        end=None,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(*args, **kwargs)
+        paper_options = {"beta": beta, "min_probability": min_probability,
+                         "target_fraction": target_fraction}
+        if strategy is not None:
+            given = {k: v for k, v in paper_options.items() if v is not None}
+            if given:
+                raise ValueError(
+                    "Pass either `strategy` or the options of the default "
+                    f"strategy ({', '.join(paper_options)}), not both. "
+                    f"Received: strategy={strategy!r}, "
+                    + ", ".join(f"{k}={v!r}" for k, v in given.items())
+                )
+            self.strategy = strategies.get(strategy)
+        else:
+            self.strategy = strategies.BiggestLosers(
+                beta=beta,
+                min_probability=0.0 if min_probability is None else min_probability,
+                target_fraction=target_fraction,
+            )
+        if not _is_int(history_size) or history_size < 1:
+            raise ValueError(
+                "`history_size` must be an int >= 1. "
+                f"Received: history_size={history_size!r}"
+            )
+        if backprop_batch_size is not None and (
+            not _is_int(backprop_batch_size) or backprop_batch_size < 1
+        ):
+            raise ValueError(
+                "`backprop_batch_size` must be None or an int >= 1. "
+                f"Received: backprop_batch_size={backprop_batch_size!r}"
+            )
+        if seed is not None and not _is_int(seed):
+            raise ValueError(f"`seed` must be None or an int. Received: seed={seed!r}")
+        self._start = schedule.parse_time("start", start)
+        self._end = schedule.parse_time("end", end)
+        self.history_size = int(history_size)
+        self._backprop_batch_size = backprop_batch_size
+        self._seed = seed
+        self._fit_batch_size = None
+        start_step, end_step = schedule.initial_thresholds(self._start, self._end)
+        self.selection_state = SelectionState(
+            self.history_size,
+            selection_start=start_step,
+            selection_end=end_step,
+            seed=seed,
+            name="selection_state",
+        )
+
+    # --- Configuration -----------------------------------------------------
+
+    @property
+    def backprop_batch_size(self):
+        """Examples per backward step (None until known)."""
+        return (
+            self.selection_state.queue_capacity
+            or self._backprop_batch_size
+            or self._fit_batch_size
+        )
+
+    @property
+    def start(self):
+        return schedule.format_time(self._start)
+
+    @property
+    def end(self):
+        return schedule.format_time(self._end)
+
+    def _selection_config(self):
+        return {
+            "strategy": keras.saving.serialize_keras_object(self.strategy),
+            "history_size": self.history_size,
+            "backprop_batch_size": self._backprop_batch_size,
+            "start": self.start,
+            "end": self.end,
+            "seed": self._seed,
+        }
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(self._selection_config())
+        return config
+
+    @classmethod
+    def from_model(cls, model, **options):
+        """Converts an existing Keras model into a `SelectiveBackpropModel`.
+
+        A functional or built `Sequential` model (including
+        `keras.applications` models) becomes a functional
+        `SelectiveBackpropModel` over the same layers; any other model
+        (subclassed, or a `Sequential` without an input shape) is wrapped.
+        Either way the layers, and so the weights, are shared with `model`,
+        not copied.
+
+        Args:
+            model: a `keras.Model`.
+            **options: the selection options of `SelectiveBackpropModel`
+                (`beta`, `strategy`, `history_size`, ...).
+
+        Returns:
+            A new, uncompiled `SelectiveBackpropModel`.
+
+        Example:
+
+        ```python
+        base = keras.applications.ResNet50(weights=None, classes=10)
+        model = keras_sb.SelectiveBackpropModel.from_model(base, beta=2.0)
+        ```
+        """
+        if isinstance(model, SelectiveBackpropModel):
+            raise ValueError(
+                f"The model {model.name!r} is a SelectiveBackpropModel already."
+            )
+        if not isinstance(model, keras.Model):
+            raise ValueError(
+                f"`model` must be a keras.Model. Received: model={model!r}"
+            )
+        try:
+            inputs, outputs = model.input, model.output
+        except (AttributeError, ValueError):
+            inputs = outputs = None
+        if inputs is not None and isinstance(model, (Functional, keras.Sequential)):
+            return FunctionalSelectiveBackpropModel(
+                inputs=inputs, outputs=outputs, name=model.name, **options
+            )
+        return WrappedModel(model, **options)
+
+    # --- Training ----------------------------------------------------------
+
+    def fit(
+        self,
+        x=None,
+        y=None,
+        batch_size=None,
+        epochs=1,
+        verbose="auto",
+        callbacks=None,
+        validation_split=0.0,
+        validation_data=None,
+        shuffle=True,
+        class_weight=None,
+        sample_weight=None,
+        initial_epoch=0,
+        steps_per_epoch=None,
+        validation_steps=None,
+        validation_batch_size=None,
+        validation_freq=1,
+    ):
+        if self.backprop_batch_size is None:
+            self._fit_batch_size = data_utils.batch_size_of(x, batch_size)
+        window = SelectionWindow(self._start, self._end)
+        if isinstance(callbacks, keras.callbacks.CallbackList):
+            callbacks.callbacks.insert(0, window)
+            window.set_model(self)
+        else:
+            callbacks = [window] + list(callbacks or [])
+        return super().fit(
+            x=x,
+            y=y,
+            batch_size=batch_size,
+            epochs=epochs,
+            verbose=verbose,
+            callbacks=callbacks,
+            validation_split=validation_split,
+            validation_data=validation_data,
+            shuffle=shuffle,
+            class_weight=class_weight,
+            sample_weight=sample_weight,
+            initial_epoch=initial_epoch,
+            steps_per_epoch=steps_per_epoch,
+            validation_steps=validation_steps,
+            validation_batch_size=validation_batch_size,
+            validation_freq=validation_freq,
+        )
+
+    def reset_metrics(self):
+        super().reset_metrics()
+        self.selection_state.reset_epoch()
+
+    def make_train_function(self, force=False):
+        if self.train_function is not None and not force:
+            return self.train_function
+        compiled = None
+        last_iterator = None
+
+        def train_function(iterator):
+            # The queue's buffers take their shapes from the data, so they
+            # are (re)created here, eagerly, before the compiled step runs.
+            nonlocal compiled, last_iterator
+            if iterator is not last_iterator:
+                iterator, structure = backend.peek_batch_structure(iterator)
+                last_iterator = iterator
+                if self._prepare_queue(structure) or compiled is None:
+                    super(SelectiveBackpropModel, self).make_train_function(
+                        force=True
+                    )
+                    compiled = self.train_function
+                    self.train_function = train_function
+            return compiled(iterator)
+
+        self.train_function = train_function
+        return train_function
+
+    def _queue_signature(self, x, y, sample_weight):
+        signature = [
+            example_signature(leaf)
+            for leaf in _present_leaves((x, y, sample_weight))
+        ]
+        if self._reweights():
+            signature.append(((), "float32"))
+        return signature
+
+    def _reweights(self):
+        return bool(self.strategy.reweights)
+
+    def _prepare_queue(self, structure):
+        """Creates the queue for data of this structure; True if it did."""
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(structure)
+        signature = self._queue_signature(x, y, sample_weight)
+        state = self.selection_state
+        if state.queue_signature == signature:
+            return False
+        capacity = self.backprop_batch_size
+        if capacity is None:
+            leaf = _present_leaves(structure)[0]
+            capacity = leaf.shape[0]
+        if capacity is None:
+            raise ValueError(
+                "Could not tell the batch size of the training data, which is "
+                "the default backprop batch size. Pass "
+                "`backprop_batch_size=` to SelectiveBackpropModel."
+            )
+        state.build_queue(signature, int(capacity))
+        return True
+
+    def _forward(self, x, training):
+        if self._call_has_training_arg:
+            return self(x, training=training)
+        return self(x)
+
+    def _draw_selection(self, losses):
+        """Updates the loss history; returns selected mask and probabilities."""
+        state = self.selection_state
+        finite = ops.isfinite(losses)
+        history, position = selection.append_to_history(
+            state.loss_history.value, state.history_position.value, losses
+        )
+        state.loss_history.assign(history)
+        state.history_position.assign(position)
+        probabilities = ops.cast(
+            self.strategy.probabilities(ops.where(finite, losses, 0.0), history),
+            "float32",
+        )
+        step = state.scored_batches.value
+        active = ops.logical_and(
+            step >= state.selection_start.value, step < state.selection_end.value
+        )
+        # Outside the window, and for examples whose loss is not finite (as
+        # plain Keras would), every example is trained on.
+        keep = ops.logical_or(ops.logical_not(active), ops.logical_not(finite))
+        probabilities = ops.where(keep, 1.0, probabilities)
+        selected = selection.bernoulli(probabilities, state.seed_generator)
+        return selected, probabilities
+
+    def _backward_if_full(self, is_full, queue, structure):
+        def step():
+            if self._reweights():
+                batch, weights = queue[:-1], queue[-1]
+            else:
+                batch, weights = queue, None
+            x, y, sample_weight = _fill_leaves(structure, batch)
+            if weights is not None:
+                sample_weight = _apply_importance_weights(sample_weight, weights)
+            backend.backward_step(self, x, y, sample_weight)
+
+        return backend.run_if(is_full, step)
+
+    def train_step(self, data):
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        state = self.selection_state
+        if not self.trainable_weights:
+            raise ValueError(
+                f"The model {self.name!r} has no trainable weights, so there "
+                "is nothing to backpropagate."
+            )
+        if not self.optimizer.built:
+            # Built here, not on its first use inside the loop below.
+            self.optimizer.build(self.trainable_variables)
+
+        # 1. Scoring: inference-mode forward pass over the whole batch. Its
+        #    loss and metrics are what the logs report.
+        y_pred = self._forward(x, training=False)
+        loss = self._compute_loss(
+            x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
+        )
+        batch_size = ops.shape(_present_leaves(x)[0])[0]
+        self._loss_tracker.update_state(
+            unscale_loss_for_distribution(loss), sample_weight=batch_size
+        )
+        logs = self.compute_metrics(x, y, y_pred, sample_weight=sample_weight)
+        losses = scoring.per_example_loss(
+            self._compile_loss, y, y_pred, sample_weight
+        )
+
+        # 2. Selection.
+        selected, probabilities = self._draw_selection(losses)
+
+        # 3. Queue the selected examples; a backward step per full queue.
+        batch = _present_leaves((x, y, sample_weight))
+        if self._reweights():
+            batch.append(self.strategy.importance_weights(probabilities))
+        new_queue, queue_size, steps = queue_ops.drain(
+            [buffer.value for buffer in state.queue],
+            state.queue_size.value,
+            batch,
+            selected,
+            lambda is_full, queue: self._backward_if_full(
+                is_full, queue, (x, y, sample_weight)
+            ),
+        )
+        for buffer, value in zip(state.queue, new_queue):
+            buffer.assign(value)
+        state.queue_size.assign(queue_size)
+
+        # 4. Counters behind the logs.
+        num_selected = ops.sum(ops.cast(selected, "int32"))
+        state.scored_batches.assign_add(1)
+        state.epoch_scored.assign_add(ops.cast(batch_size, "int32"))
+        state.epoch_selected.assign_add(num_selected)
+        state.selected_total.assign_add(num_selected)
+        state.backprops.assign_add(steps * state.queue_capacity)
+        logs["selected_fraction"] = ops.divide_no_nan(
+            ops.cast(state.epoch_selected.value, "float32"),
+            ops.cast(state.epoch_scored.value, "float32"),
+        )
+        logs["backprops"] = state.backprops.value
+        return logs
+
+
+def _is_int(value):
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+@keras.saving.register_keras_serializable(package="keras_sb")
+class FunctionalSelectiveBackpropModel(SelectiveBackpropModel, Functional):
+    """A `SelectiveBackpropModel` built from inputs and outputs.
+
+    `SelectiveBackpropModel(inputs, outputs, ...)` returns one of these; use
+    the class directly only to subclass a functional model.
+    """
+
+    def __init__(self, inputs, outputs, name=None, **kwargs):
+        super().__init__(inputs, outputs, name=name, **kwargs)
+
+
+@keras.saving.register_keras_serializable(package="keras_sb")
+class WrappedModel(SelectiveBackpropModel):
+    """A `SelectiveBackpropModel` around another (e.g. subclassed) model.
+
+    Made by `SelectiveBackpropModel.from_model` for models that are not
+    functional. Calling it calls the wrapped model.
+
+    Args:
+        model: the `keras.Model` to train.
+        **kwargs: the options of `SelectiveBackpropModel`.
+    """
+
+    def __init__(self, model, **kwargs):
+        kwargs.setdefault("name", f"selective_backprop_{model.name}")
+        super().__init__(**kwargs)
+        self.model = model
+
+    def call(self, inputs, training=None):
+        return self.model(inputs, training=training)
+
+    def get_config(self):
+        config = {"name": self.name, "trainable": self.trainable,
+                  "model": keras.saving.serialize_keras_object(self.model)}
+        config.update(self._selection_config())
+        return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        config = dict(config)
+        config["model"] = keras.saving.deserialize_keras_object(
+            config["model"], custom_objects=custom_objects
+        )
+        return cls(**config)
+
+
+class SelectionWindow(keras.callbacks.Callback):
+    """Places the selection window (`start`, `end`) at each epoch start.
+
+    Added by `SelectiveBackpropModel.fit` in front of the user's callbacks;
+    it also counts completed epochs, the unit of `start="1ep"`.
+    """
+
+    def __init__(self, start, end):
+        super().__init__()
+        self._window = (start, end)
+
+    def on_epoch_begin(self, epoch, logs=None):
+        state = self.model.selection_state
+        counters = state.counters()
+        start_step, end_step = schedule.window_thresholds(
+            *self._window,
+            step=counters["scored_batches"],
+            epoch=epoch,
+            epochs=self.params.get("epochs") or epoch + 1,
+            epochs_completed=counters["epochs_completed"],
+            steps_per_epoch=self.params.get("steps"),
+        )
+        state.selection_start.assign(start_step)
+        state.selection_end.assign(end_step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.model.selection_state.epochs_completed.assign_add(1)

@@ -1,0 +1,202 @@
+"""The selection state of a model: loss history, pending queue and counters.
+
+All of it lives in non-trainable Keras variables owned by one layer,
+`SelectionState`, which the model holds as `model.selection_state`. Keeping it
+in variables lets the whole selection run inside the compiled train step, and
+saves it with the model (`model.save`, checkpoints, `BackupAndRestore`), so
+training continues exactly where it stopped after loading.
+"""
+
+import warnings
+
+import keras
+import numpy as np
+from keras import ops
+
+from keras_sb import selection
+from keras_sb.schedule import NEVER
+
+_COUNTERS = (
+    # name, meaning
+    ("history_position", "next slot of the loss history to write"),
+    ("scored_batches", "training batches scored so far"),
+    ("epochs_completed", "training epochs completed so far"),
+    ("selection_start", "scored batch from which selection is on"),
+    ("selection_end", "scored batch from which selection is off again"),
+    ("epoch_scored", "examples scored this epoch"),
+    ("epoch_selected", "examples selected this epoch"),
+    ("selected_total", "examples selected so far"),
+    ("backprops", "examples backpropagated so far"),
+    ("queue_size", "examples waiting in the pending queue"),
+)
+
+
+def example_signature(leaf):
+    """`(per-example shape, dtype)` of a batched tensor, array or TensorSpec.
+
+    Raises:
+        ValueError: if a per-example dimension is unknown.
+    """
+    shape = tuple(leaf.shape)[1:]
+    dtype = keras.backend.standardize_dtype(leaf.dtype)
+    if any(dim is None for dim in shape):
+        raise ValueError(
+            "SelectiveBackpropModel queues selected examples in fixed-size "
+            "buffers, so every input, target and sample weight needs a known "
+            "shape apart from the batch dimension. Pad variable-length data "
+            f"to a fixed length. Received a tensor of shape {leaf.shape}."
+        )
+    return shape, dtype
+
+
+class SelectionState(keras.layers.Layer):
+    """Non-trainable state of Selective-Backprop for one model.
+
+    Holds the ring buffer of recent losses, the pending queue of selected
+    examples (created from the first training batch, since its shapes come
+    from the data), the random seed of the Bernoulli draws and the counters
+    behind `selected_fraction` and `backprops`.
+
+    Args:
+        history_size: number of recent losses the percentiles are taken over.
+        selection_start: initial step threshold from which selection is on.
+        selection_end: initial step threshold from which it is off again.
+        seed: seed of the Bernoulli draws (None: random).
+    """
+
+    def __init__(
+        self,
+        history_size,
+        selection_start=0,
+        selection_end=NEVER,
+        seed=None,
+        **kwargs,
+    ):
+        super().__init__(dtype="float32", trainable=False, **kwargs)
+        self.history_size = history_size
+        self.seed_generator = keras.random.SeedGenerator(seed)
+        self.loss_history = self.add_weight(
+            shape=(history_size,),
+            initializer=keras.initializers.Constant(selection.EMPTY_HISTORY_SLOT),
+            dtype="float32",
+            trainable=False,
+            name="loss_history",
+        )
+        initial = {"selection_start": selection_start,
+                   "selection_end": selection_end}
+        for name, _ in _COUNTERS:
+            setattr(
+                self,
+                name,
+                self.add_weight(
+                    shape=(),
+                    initializer=keras.initializers.Constant(initial.get(name, 0)),
+                    dtype="int32",
+                    trainable=False,
+                    name=name,
+                ),
+            )
+        self.queue = []
+        self.queue_signature = None
+        self.built = True
+
+    # --- The pending queue -------------------------------------------------
+
+    @property
+    def queue_capacity(self):
+        """Examples per backward step (None before the queue exists)."""
+        return None if not self.queue else int(self.queue[0].shape[0])
+
+    def build_queue(self, signature, capacity):
+        """Creates (or re-creates) the queue buffers.
+
+        Args:
+            signature: list of `(per-example shape, dtype)`, one per buffer.
+            capacity: the backprop batch size.
+        """
+        signature = [(tuple(shape), dtype) for shape, dtype in signature]
+        if self.queue:
+            pending = int(ops.convert_to_numpy(self.queue_size.value))
+            if pending:
+                warnings.warn(
+                    f"{pending} selected examples were still waiting for a "
+                    "backward pass, queued with data of another structure "
+                    f"({self.queue_signature}); they are discarded because "
+                    f"the new data has the structure {signature}.",
+                    stacklevel=3,
+                )
+            for buffer in self.queue:
+                self._untrack_variable(buffer)
+            self.queue_size.assign(0)
+        self.queue = [
+            self.add_weight(
+                shape=(capacity,) + shape,
+                initializer="zeros",
+                dtype=dtype,
+                trainable=False,
+                name=f"queue_{index}",
+            )
+            for index, (shape, dtype) in enumerate(signature)
+        ]
+        self.queue_signature = signature
+
+    # --- Saving: every variable by name, the queue created on demand --------
+
+    def _named_variables(self):
+        named = {"loss_history": self.loss_history,
+                 "seed_state": self.seed_generator.state}
+        for name, _ in _COUNTERS:
+            named[name] = getattr(self, name)
+        return named
+
+    def save_own_variables(self, store):
+        for name, variable in self._named_variables().items():
+            store[name] = variable
+        for index, buffer in enumerate(self.queue):
+            store[f"queue_{index}"] = buffer
+
+    def load_own_variables(self, store):
+        keys = set(store.keys())
+        for name, variable in self._named_variables().items():
+            if name not in keys:
+                raise ValueError(
+                    f"The saved selection state has no '{name}'; it was not "
+                    "written by this version of keras-sb."
+                )
+            value = np.asarray(store[name])
+            if value.shape != tuple(variable.shape):
+                raise ValueError(
+                    f"The saved selection state '{name}' has shape "
+                    f"{value.shape}, but this model expects "
+                    f"{tuple(variable.shape)}. Was the model saved with "
+                    "another `history_size`?"
+                )
+            variable.assign(value)
+        buffers = []
+        while f"queue_{len(buffers)}" in keys:
+            buffers.append(np.asarray(store[f"queue_{len(buffers)}"]))
+        if buffers:
+            pending = int(ops.convert_to_numpy(self.queue_size.value))
+            self.queue_size.assign(0)  # Nothing to discard on rebuild.
+            self.build_queue(
+                [(b.shape[1:], keras.backend.standardize_dtype(b.dtype))
+                 for b in buffers],
+                capacity=buffers[0].shape[0],
+            )
+            for buffer, value in zip(self.queue, buffers):
+                buffer.assign(value)
+            self.queue_size.assign(pending)
+
+    # --- Reading the counters ----------------------------------------------
+
+    def counters(self):
+        """Current values of the counters, as a dict of Python ints."""
+        return {
+            name: int(ops.convert_to_numpy(getattr(self, name).value))
+            for name, _ in _COUNTERS
+        }
+
+    def reset_epoch(self):
+        """Starts the per-epoch counters (`selected_fraction`) afresh."""
+        self.epoch_scored.assign(0)
+        self.epoch_selected.assign(0)

@@ -1,0 +1,27 @@
+from setuptools import find_packages
+from setuptools import setup
+
+setup(
+    name="keras-sb",
+    version="0.1.0",
+    description="Selective-Backprop for Keras 3: backpropagate only the "
+    "examples with the highest loss.",
+    long_description=open("README.md", encoding="utf-8").read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["keras_sb", "keras_sb.*"]),
+    python_requires=">=3.10",
+    install_requires=["keras>=3.15,<4", "numpy"],
+    extras_require={
+        # TensorFlow: the CPU build on machines without a GPU.
+        "cpu": ["tensorflow-cpu>=2.21"],
+        "gpu": ["tensorflow[and-cuda]>=2.21"],
+        "demo": ["scikit-learn"],
+        "test": ["pytest", "scikit-learn"],
+        "bench": ["matplotlib", "pillow"],
+    },
+    classifiers=[
+        "Programming Language :: Python :: 3",
+        "Framework :: Keras",
+        "Topic :: Scientific/Engineering :: Artificial Intelligence",
+    ],
+)

@@ -268,13 +268,15 @@ class SelectiveBackpropModel(keras.Model):
             raise ValueError(
                 f"`model` must be a keras.Model. Received: model={model!r}"
             )
-        try:
-            inputs, outputs = model.input, model.output
-        except (AttributeError, ValueError):
-            inputs = outputs = None
-        if inputs is not None and isinstance(model, (Functional, keras.Sequential)):
+        if isinstance(model, Functional):
             return FunctionalSelectiveBackpropModel(
-                inputs=inputs, outputs=outputs, name=model.name, **options
+                inputs=model.input, outputs=model.output, name=model.name,
+                **options,
+            )
+        if isinstance(model, keras.Sequential) and model.built and model.inputs:
+            return FunctionalSelectiveBackpropModel(
+                inputs=model.inputs[0], outputs=model.outputs[0],
+                name=model.name, **options,
             )
         return WrappedModel(model, **options)
 
@@ -431,6 +433,10 @@ class SelectiveBackpropModel(keras.Model):
     def train_step(self, data):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         state = self.selection_state
+
+        # 1. Scoring: inference-mode forward pass over the whole batch. Its
+        #    loss and metrics are what the logs report.
+        y_pred = self._forward(x, training=False)
         if not self.trainable_weights:
             raise ValueError(
                 f"The model {self.name!r} has no trainable weights, so there "
@@ -439,10 +445,6 @@ class SelectiveBackpropModel(keras.Model):
         if not self.optimizer.built:
             # Built here, not on its first use inside the loop below.
             self.optimizer.build(self.trainable_variables)
-
-        # 1. Scoring: inference-mode forward pass over the whole batch. Its
-        #    loss and metrics are what the logs report.
-        y_pred = self._forward(x, training=False)
         loss = self._compute_loss(
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
         )

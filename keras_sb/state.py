@@ -116,7 +116,7 @@ class SelectionState(keras.layers.Layer):
         """
         signature = [(tuple(shape), dtype) for shape, dtype in signature]
         if self.queue:
-            pending = int(ops.convert_to_numpy(self.queue_size.value))
+            pending = int(self.queue_size.numpy())
             if pending:
                 warnings.warn(
                     f"{pending} selected examples were still waiting for a "
@@ -176,7 +176,7 @@ class SelectionState(keras.layers.Layer):
         while f"queue_{len(buffers)}" in keys:
             buffers.append(np.asarray(store[f"queue_{len(buffers)}"]))
         if buffers:
-            pending = int(ops.convert_to_numpy(self.queue_size.value))
+            pending = int(self.queue_size.numpy())
             self.queue_size.assign(0)  # Nothing to discard on rebuild.
             self.build_queue(
                 [(b.shape[1:], keras.backend.standardize_dtype(b.dtype))
@@ -192,7 +192,7 @@ class SelectionState(keras.layers.Layer):
     def counters(self):
         """Current values of the counters, as a dict of Python ints."""
         return {
-            name: int(ops.convert_to_numpy(getattr(self, name).value))
+            name: int(getattr(self, name).numpy())
             for name, _ in _COUNTERS
         }
 

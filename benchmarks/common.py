@@ -1,0 +1,154 @@
+"""Shared pieces of the benchmarks: data, models, timing and result files."""
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tarfile
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+RESULTS = os.path.join(ROOT, "benchmarks", "results")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
+                   "frog", "horse", "ship", "truck")
+
+
+def cifar10_folder():
+    """Path of the extracted CIFAR-10 JPEG folder, extracting it if needed.
+
+    Looks at $CIFAR10_DIR, then ./data/cifar10-jpeg, then extracts
+    ../shared/data/cifar10-jpeg.tar.xz into ./data.
+    """
+    candidates = [os.environ.get("CIFAR10_DIR"),
+                  os.path.join(ROOT, "data", "cifar10-jpeg")]
+    for folder in candidates:
+        if folder and os.path.isdir(os.path.join(folder, "train")):
+            return folder
+    archive = os.path.join(ROOT, "..", "shared", "data", "cifar10-jpeg.tar.xz")
+    if not os.path.exists(archive):
+        raise FileNotFoundError(
+            "CIFAR-10 not found: set CIFAR10_DIR to a folder with train/ and "
+            f"test/, or provide {archive}."
+        )
+    os.makedirs(os.path.join(ROOT, "data"), exist_ok=True)
+    with tarfile.open(archive) as tar:
+        tar.extractall(os.path.join(ROOT, "data"), filter="data")
+    return os.path.join(ROOT, "data", "cifar10-jpeg")
+
+
+def load_cifar10():
+    """CIFAR-10 as uint8 arrays `(x_train, y_train, x_test, y_test)`.
+
+    Decoded once from the JPEG folder and cached as data/cifar10.npz.
+    """
+    cache = os.path.join(ROOT, "data", "cifar10.npz")
+    if not os.path.exists(cache):
+        from PIL import Image
+
+        folder = cifar10_folder()
+        arrays = {}
+        for split in ("train", "test"):
+            images, labels = [], []
+            for label, name in enumerate(CIFAR10_CLASSES):
+                directory = os.path.join(folder, split, name)
+                for file in sorted(os.listdir(directory)):
+                    with Image.open(os.path.join(directory, file)) as image:
+                        images.append(np.asarray(image.convert("RGB")))
+                    labels.append(label)
+            arrays[f"x_{split}"] = np.stack(images)
+            arrays[f"y_{split}"] = np.asarray(labels, dtype="int32")
+        os.makedirs(os.path.dirname(cache), exist_ok=True)
+        np.savez(cache, **arrays)
+    with np.load(cache) as arrays:
+        return (arrays["x_train"], arrays["y_train"],
+                arrays["x_test"], arrays["y_test"])
+
+
+def small_cnn(keras, inputs_shape=(32, 32, 3), classes=10):
+    """Inputs and outputs of a small CIFAR CNN (4 conv layers, BatchNorm)."""
+    layers = keras.layers
+    inputs = keras.Input(inputs_shape)
+    x = inputs
+    for filters in (32, 64):
+        for _ in range(2):
+            x = layers.Conv2D(filters, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.ReLU()(x)
+        x = layers.MaxPooling2D()(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(classes, activation="softmax")(x)
+    return inputs, outputs
+
+
+class EpochTimer:
+    """A Keras callback recording the wall-clock time of each epoch."""
+
+    def __new__(cls):
+        import keras
+
+        class _EpochTimer(keras.callbacks.Callback):
+            def __init__(self):
+                super().__init__()
+                self.times = []
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self._start = time.perf_counter()
+
+            def on_epoch_end(self, epoch, logs=None):
+                self.times.append(time.perf_counter() - self._start)
+
+        return _EpochTimer()
+
+
+def machine():
+    """Description of this machine and the software versions."""
+    import keras
+
+    info = {
+        "platform": platform.platform(),
+        "processor": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
+    }
+    try:
+        import tensorflow as tf
+
+        info["tensorflow"] = tf.__version__
+        info["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
+    except ImportError:
+        pass
+    try:
+        info["cpu_model"] = next(
+            line.split(":", 1)[1].strip()
+            for line in open("/proc/cpuinfo")
+            if line.startswith("model name")
+        )
+    except (OSError, StopIteration):
+        pass
+    try:
+        info["git_commit"] = subprocess.check_output(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True
+        ).strip()
+    except (OSError, subprocess.CalledProcessError):
+        pass
+    return info
+
+
+def write_result(name, result):
+    """Writes `result` (a dict) as benchmarks/results/<name>.json."""
+    os.makedirs(RESULTS, exist_ok=True)
+    result = {
+        "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": machine(),
+        **result,
+    }
+    path = os.path.join(RESULTS, f"{name}.json")
+    with open(path, "w") as file:
+        json.dump(result, file, indent=2)
+    return path

@@ -1,0 +1,405 @@
+"""The usual Keras workflow keeps working with SelectiveBackpropModel."""
+
+import os
+
+import keras
+import numpy as np
+import pytest
+import tensorflow as tf
+from conftest import TrainingCounter
+from conftest import compile_model
+from conftest import counted_mlp
+from conftest import mlp
+from keras import ops
+
+import keras_sb
+
+
+def numpy(x):
+    return ops.convert_to_numpy(x)
+
+
+def selective(**options):
+    options.setdefault("start", 0)
+    options.setdefault("seed", 0)
+    return keras_sb.SelectiveBackpropModel(*mlp(), **options)
+
+
+def dense_weights(model):
+    return [numpy(v.value) for v in model.trainable_weights]
+
+
+class TestSaving:
+    def test_keras_file_round_trip_continues_training(self, digits, tmp_path):
+        """Config, weights, optimizer and the whole selection state (history,
+        queue, counters, random seed) survive saving: the loaded model trains
+        on exactly as the original does."""
+        x, y, _, _ = digits
+        model = compile_model(selective(beta=2.0, history_size=300,
+                                        backprop_batch_size=48, start="1ep"))
+        model.fit(x, y, batch_size=64, epochs=2, verbose=0, shuffle=False)
+        assert model.selection_state.counters()["queue_size"] > 0
+        path = os.path.join(tmp_path, "model.keras")
+        model.save(path)
+        loaded = keras.models.load_model(path)
+
+        assert type(loaded) is type(model)
+        assert loaded.get_config()["strategy"] == model.get_config()["strategy"]
+        assert (loaded.history_size, loaded.backprop_batch_size, loaded.start) == (
+            300, 48, "1ep")
+        assert loaded.selection_state.counters() == model.selection_state.counters()
+        for name in ("loss_history",):
+            np.testing.assert_array_equal(
+                numpy(getattr(loaded.selection_state, name).value),
+                numpy(getattr(model.selection_state, name).value))
+        for original, restored in zip(model.selection_state.queue,
+                                      loaded.selection_state.queue):
+            np.testing.assert_array_equal(numpy(original.value),
+                                          numpy(restored.value))
+
+        model.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=False)
+        loaded.fit(x, y, batch_size=64, epochs=1, verbose=0, shuffle=False)
+        assert loaded.selection_state.counters() == model.selection_state.counters()
+        for original, restored in zip(dense_weights(model), dense_weights(loaded)):
+            np.testing.assert_allclose(original, restored, rtol=1e-5, atol=1e-6)
+
+    def test_saving_before_training(self, tmp_path):
+        model = selective(strategy=keras_sb.UniformSubset(0.5), end=0.5)
+        path = os.path.join(tmp_path, "fresh.keras")
+        model.save(path)
+        loaded = keras.models.load_model(path)
+        assert isinstance(loaded.strategy, keras_sb.UniformSubset)
+        assert loaded.end == 0.5 and loaded.selection_state.queue == []
+
+    def test_backup_and_restore_resumes(self, digits, tmp_path):
+        x, y, _, _ = digits
+
+        class Interrupt(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                if epoch == 1:
+                    raise RuntimeError("interrupted")
+
+        backup = os.path.join(tmp_path, "backup")
+        model = compile_model(selective(beta=2.0, start="1ep"))
+        with pytest.raises(RuntimeError, match="interrupted"):
+            model.fit(x, y, batch_size=100, epochs=4, verbose=0, callbacks=[
+                keras.callbacks.BackupAndRestore(backup), Interrupt()])
+        saved = model.selection_state.counters()
+
+        resumed = compile_model(selective(beta=2.0, start="1ep"))
+        history = resumed.fit(x, y, batch_size=100, epochs=4, verbose=0,
+                              callbacks=[keras.callbacks.BackupAndRestore(backup)])
+        assert len(history.history["loss"]) == 2  # Epochs 3 and 4 only.
+        # Priming is not repeated after the restore.
+        assert max(history.history["selected_fraction"]) < 1.0
+        counters = resumed.selection_state.counters()
+        assert counters["epochs_completed"] == 4
+        assert counters["scored_batches"] == saved["scored_batches"] + 28
+
+
+class TestPrecisionAndCompilation:
+    @pytest.mark.parametrize("policy", ["mixed_float16", "mixed_bfloat16"])
+    def test_mixed_precision(self, digits, policy):
+        x, y, _, _ = digits
+        keras.config.set_dtype_policy(policy)
+        model = compile_model(selective(beta=1.0))
+        history = model.fit(x, y, batch_size=100, epochs=2, verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
+        assert history.history["loss"][1] < history.history["loss"][0]
+        assert model.selection_state.counters()["backprops"] > 0
+        if policy == "mixed_float16":
+            assert isinstance(model.optimizer, keras.optimizers.LossScaleOptimizer)
+
+    @pytest.mark.parametrize("jit_compile", [True, "auto"])
+    def test_jit_compile(self, digits, jit_compile):
+        x, y, _, _ = digits
+        model = compile_model(selective(beta=1.0), jit_compile=jit_compile)
+        history = model.fit(x, y, batch_size=100, epochs=2, verbose=0)
+        state = model.selection_state.counters()
+        assert history.history["loss"][1] < history.history["loss"][0]
+        assert state["selected_total"] == state["backprops"] + state["queue_size"]
+        assert int(model.optimizer.iterations) * 100 == state["backprops"] > 0
+
+    def test_steps_per_execution_and_smaller_last_batch(self, digits):
+        x, y, _, _ = digits
+        model = compile_model(selective(beta=2.0), steps_per_execution=4)
+        model.fit(x[:1250], y[:1250], batch_size=100, epochs=2, verbose=0)
+        state = model.selection_state.counters()
+        assert state["scored_batches"] == 2 * 13
+        assert state["selected_total"] == state["backprops"] + state["queue_size"]
+
+
+class TestData:
+    def test_tf_data_batch_size_is_the_default_backprop_batch(self, digits):
+        x, y, _, _ = digits
+        dataset = tf.data.Dataset.from_tensor_slices((x, y)).shuffle(500).batch(40)
+        model = compile_model(selective(beta=1.0))
+        model.fit(dataset, epochs=1, verbose=0)
+        assert model.backprop_batch_size == 40
+        assert model.selection_state.counters()["backprops"] % 40 == 0
+
+    def test_class_weight_zero_is_never_trained(self, digits):
+        """Per-example losses include class weights: a class of weight 0 has
+        the lowest loss and is never selected."""
+        x, y, _, _ = digits
+        inputs, outputs, counter = counted_mlp(len(x))
+        model = compile_model(keras_sb.SelectiveBackpropModel(
+            inputs, outputs, beta=1.0, start=0, seed=0))
+        weights = {c: 1.0 for c in range(10)}
+        weights[3] = 0.0
+        model.fit({"x": x, "id": np.arange(len(x), dtype="int32")}, y,
+                  batch_size=100, epochs=2, verbose=0, class_weight=weights)
+        counts = numpy(counter.counts.value)
+        assert counts[y != 3].sum() > 0
+        assert counts[y == 3].sum() == 0
+
+    def test_sample_weight(self, digits):
+        x, y, _, _ = digits
+        model = compile_model(selective(beta=1.0))
+        sample_weight = np.where(y < 5, 1.0, 2.0).astype("float32")
+        model.fit(x, y, sample_weight=sample_weight, batch_size=100, epochs=1,
+                  verbose=0)
+        assert model.selection_state.counters()["backprops"] > 0
+
+    def test_new_data_structure_rebuilds_the_queue(self, digits):
+        x, y, _, _ = digits
+        model = compile_model(selective(beta=1.0, backprop_batch_size=64))
+        model.fit(x[:100], y[:100], batch_size=50, epochs=1, verbose=0)
+        assert model.selection_state.counters()["queue_size"] > 0
+        with pytest.warns(UserWarning, match="discarded"):
+            model.fit(x, y, sample_weight=np.ones(len(x)), batch_size=50,
+                      epochs=1, verbose=0)
+        assert len(model.selection_state.queue) == 3
+
+    def test_train_on_batch(self, digits):
+        x, y, _, _ = digits
+        model = compile_model(selective(beta=1.0))
+        logs = model.train_on_batch(x[:64], y[:64], return_dict=True)
+        assert {"loss", "accuracy", "selected_fraction", "backprops"} <= set(logs)
+        assert model.backprop_batch_size == 64
+
+    def test_multi_output(self, digits):
+        x, y, _, _ = digits
+        inputs = keras.Input((64,))
+        hidden = keras.layers.Dense(32, activation="relu")(inputs)
+        digit = keras.layers.Dense(10, activation="softmax", name="digit")(hidden)
+        parity = keras.layers.Dense(1, activation="sigmoid", name="parity")(hidden)
+        model = keras_sb.SelectiveBackpropModel(
+            inputs, {"digit": digit, "parity": parity}, beta=1.0, start=0)
+        model.compile(optimizer=keras.optimizers.SGD(0.0),
+                      loss={"digit": "sparse_categorical_crossentropy",
+                            "parity": "binary_crossentropy"},
+                      loss_weights={"digit": 1.0, "parity": 0.5})
+        targets = {"digit": y, "parity": (y % 2).astype("float32")[:, None]}
+        history = model.fit(x, targets, batch_size=100, epochs=1, verbose=0,
+                            shuffle=False)
+        evaluated = model.evaluate(x, targets, batch_size=100, verbose=0,
+                                   return_dict=True)
+        # Per-output losses in the logs are those of the scoring pass over
+        # all examples, untouched by the backward steps.
+        for name in ("loss", "digit_loss", "parity_loss"):
+            assert history.history[name][0] == pytest.approx(evaluated[name],
+                                                             rel=1e-5)
+        assert model.selection_state.counters()["backprops"] > 0
+
+
+def regression_model(**options):
+    inputs = keras.Input((64,))
+    outputs = keras.layers.Dense(1)(inputs)
+    model = keras_sb.SelectiveBackpropModel(inputs, outputs, start=0, seed=0,
+                                            **options)
+    model.compile(optimizer=keras.optimizers.SGD(0.01), loss="mse")
+    return model
+
+
+class TestNonFiniteLosses:
+    def test_nan_losses_stay_out_of_the_history(self, digits):
+        x, y, _, _ = digits
+        targets = y[:300].astype("float32")
+        targets[150:153] = np.nan  # Three examples of the second batch.
+        # No backward step runs (the backprop batch is never full), so only
+        # the three targets give non-finite losses.
+        model = regression_model(beta=1.0, backprop_batch_size=1000)
+        model.fit(x[:300], targets, batch_size=100, epochs=1, verbose=0,
+                  shuffle=False)
+        history = numpy(model.selection_state.loss_history.value)
+        assert np.isfinite(history).sum() == 297
+        assert int(model.selection_state.history_position.value) == 297
+        # Examples with a non-finite loss are selected, as plain Keras would
+        # train on them.
+        assert model.selection_state.counters()["queue_size"] >= 3
+
+    def test_terminate_on_nan_still_works(self, digits):
+        x, y, _, _ = digits
+        targets = y.astype("float32")
+        targets[250] = np.nan
+        model = regression_model(beta=1.0)
+        history = model.fit(
+            x, targets, batch_size=100, epochs=3, verbose=0, shuffle=False,
+            callbacks=[keras.callbacks.TerminateOnNaN()])
+        assert model.selection_state.counters()["scored_batches"] == 3
+        assert np.isnan(history.history["loss"][0])
+
+
+class TestBadInput:
+    @pytest.mark.parametrize("kwargs,message", [
+        ({"beta": -1}, "Received: beta=-1"),
+        ({"min_probability": 2.0}, "Received: min_probability=2.0"),
+        ({"target_fraction": 1.5}, "Received: target_fraction=1.5"),
+        ({"history_size": 0}, "Received: history_size=0"),
+        ({"history_size": 2.5}, "Received: history_size=2.5"),
+        ({"backprop_batch_size": 0}, "Received: backprop_batch_size=0"),
+        ({"start": -3}, "Received: start=-3"),
+        ({"end": "later"}, "Received: end='later'"),
+        ({"seed": "x"}, "Received: seed='x'"),
+        ({"strategy": keras_sb.UniformSubset(0.5), "beta": 2.0},
+         "either `strategy`"),
+        ({"strategy": 0.5}, "Received: strategy=0.5"),
+    ])
+    def test_invalid_options(self, kwargs, message):
+        with pytest.raises(ValueError, match=message):
+            keras_sb.SelectiveBackpropModel(*mlp(), **kwargs)
+
+    def test_loss_without_per_example_values(self, digits):
+        x, y, _, _ = digits
+
+        class MeanSquare(keras.losses.Loss):
+            def call(self, y_true, y_pred):
+                return ops.mean(ops.square(y_true - y_pred))
+
+        model = selective()
+        model.compile(optimizer="sgd", loss=MeanSquare())
+        with pytest.raises(ValueError, match="one value per example"):
+            model.fit(x, keras.utils.to_categorical(y, 10), verbose=0)
+
+    def test_variable_length_inputs(self):
+        inputs = keras.Input((None, 3))
+        outputs = keras.layers.Dense(1)(keras.layers.GlobalAveragePooling1D()(inputs))
+        model = keras_sb.SelectiveBackpropModel(inputs, outputs, start=0)
+        model.compile(optimizer="sgd", loss="mse")
+
+        def sequences():
+            for length in (2, 5, 3, 4):
+                yield np.ones((length, 3), "float32"), np.ones((1,), "float32")
+
+        dataset = tf.data.Dataset.from_generator(sequences, output_signature=(
+            tf.TensorSpec((None, 3), "float32"), tf.TensorSpec((1,), "float32")))
+        dataset = dataset.padded_batch(2)
+        with pytest.raises(ValueError, match="Pad variable-length data"):
+            model.fit(dataset, verbose=0)
+
+
+class TestBuilding:
+    def test_from_sequential(self, digits):
+        x, y, _, _ = digits
+        sequential = keras.Sequential([keras.Input((64,)),
+                                       keras.layers.Dense(10, activation="softmax")])
+        model = compile_model(keras_sb.SelectiveBackpropModel.from_model(
+            sequential, beta=1.0, start=0))
+        assert isinstance(model, keras_sb.FunctionalSelectiveBackpropModel)
+        model.fit(x, y, batch_size=100, epochs=1, verbose=0)
+        # Layers are shared: the Sequential model was trained too.
+        np.testing.assert_array_equal(sequential.predict(x[:5], verbose=0),
+                                      model.predict(x[:5], verbose=0))
+
+    def test_from_subclassed_model_and_saving(self, digits, tmp_path):
+        x, y, _, _ = digits
+
+        @keras.saving.register_keras_serializable(package="keras_sb_tests")
+        class Classifier(keras.Model):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.hidden = keras.layers.Dense(16, activation="relu")
+                self.out = keras.layers.Dense(10, activation="softmax")
+
+            def call(self, inputs):
+                return self.out(self.hidden(inputs))
+
+        model = compile_model(keras_sb.SelectiveBackpropModel.from_model(
+            Classifier(), beta=1.0, start=0))
+        assert isinstance(model, keras_sb.WrappedModel)
+        model.fit(x, y, batch_size=100, epochs=1, verbose=0)
+        path = os.path.join(tmp_path, "wrapped.keras")
+        model.save(path)
+        loaded = keras.models.load_model(path)
+        np.testing.assert_allclose(loaded.predict(x[:5], verbose=0),
+                                   model.predict(x[:5], verbose=0), rtol=1e-6)
+
+    def test_from_keras_application(self):
+        base = keras.applications.MobileNetV3Small(
+            input_shape=(32, 32, 3), weights=None, classes=4,
+            include_preprocessing=False)
+        model = keras_sb.SelectiveBackpropModel.from_model(base, beta=2.0, start=0)
+        compile_model(model)
+        x = np.random.default_rng(0).random((16, 32, 32, 3)).astype("float32")
+        logs = model.train_on_batch(x, np.arange(16) % 4, return_dict=True)
+        assert np.isfinite(logs["loss"])
+        assert len(model.trainable_weights) == len(base.trainable_weights)
+
+    def test_subclass_with_own_call(self, digits):
+        x, y, _, _ = digits
+
+        class Net(keras_sb.SelectiveBackpropModel):
+            def __init__(self, **kwargs):
+                super().__init__(**kwargs)
+                self.hidden = keras.layers.Dense(16, activation="relu")
+                self.dropout = keras.layers.Dropout(0.2)
+                self.out = keras.layers.Dense(10, activation="softmax")
+
+            def call(self, inputs, training=False):
+                return self.out(self.dropout(self.hidden(inputs), training=training))
+
+        model = compile_model(Net(beta=1.0, start=0, seed=0))
+        history = model.fit(x, y, batch_size=100, epochs=2, verbose=0)
+        assert history.history["backprops"][-1] > 0
+        assert isinstance(keras_sb.SelectiveBackpropModel(*mlp()),
+                          keras_sb.FunctionalSelectiveBackpropModel)
+
+    def test_subclass_given_inputs_and_outputs_gets_a_clear_error(self):
+        class Net(keras_sb.SelectiveBackpropModel):
+            pass
+
+        with pytest.raises(TypeError, match="FunctionalSelectiveBackpropModel"):
+            Net(*mlp())
+        # ... and SelectiveBackpropModel itself is left intact.
+        assert keras_sb.SelectiveBackpropModel.__bases__ == (keras.Model,)
+
+
+class TestSchedule:
+    def test_priming_epoch_then_selection_then_end(self, digits):
+        x, y, _, _ = digits
+        traces = []
+
+        class Counted(keras_sb.FunctionalSelectiveBackpropModel):
+            def train_step(self, data):
+                traces.append(1)  # Runs once per trace of the step.
+                return super().train_step(data)
+
+        class CountTraces(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                traces_at_epoch_end.append(len(traces))
+
+        traces_at_epoch_end = []
+        model = compile_model(Counted(*mlp(), beta=2.0, start="1ep", end=0.75))
+        history = model.fit(x, y, batch_size=100, epochs=4, verbose=0,
+                            callbacks=[CountTraces()])
+        fractions = history.history["selected_fraction"]
+        assert fractions[0] == 1.0  # Priming: every example.
+        assert fractions[1] < 0.6 and fractions[2] < 0.6
+        assert fractions[3] == 1.0  # After `end`.
+        # Switching selection on and off never retraced the step.
+        assert traces and len(set(traces_at_epoch_end)) == 1
+
+    def test_start_in_steps(self, digits):
+        x, y, _, _ = digits
+        model = compile_model(selective(beta=3.0, start=7))
+        history = model.fit(x, y, batch_size=100, epochs=1, verbose=0)
+        # 7 of 14 batches fully selected, then about a quarter.
+        assert 0.5 < history.history["selected_fraction"][0] < 0.75
+
+
+def test_trainingcounter_helper_counts_only_training_calls():
+    counter = TrainingCounter(3)
+    counter(np.ones((2, 1)), np.array([0, 2]), training=False)
+    counter(np.ones((2, 1)), np.array([0, 2]), training=True)
+    assert numpy(counter.counts.value).tolist() == [1.0, 0.0, 1.0]

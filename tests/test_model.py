@@ -1,0 +1,159 @@
+"""SelectiveBackpropModel in the Keras workflow: fit, logs, conservation."""
+
+import keras
+import numpy as np
+import pytest
+from conftest import LossThreshold
+from conftest import SelectNothing
+from conftest import compile_model
+from conftest import counted_mlp
+from conftest import mlp
+from keras import ops
+
+import keras_sb
+
+
+def numpy(x):
+    return ops.convert_to_numpy(x)
+
+
+def id_data(x, y):
+    return {"x": x, "id": np.arange(len(x), dtype="int32")}, y
+
+
+class TestLogs:
+    def test_fit_logs_selection_and_all_example_metrics(self, digits):
+        x, y, _, _ = digits
+        model = compile_model(keras_sb.SelectiveBackpropModel(
+            *mlp(), beta=1.0, start=0, seed=0))
+        history = model.fit(x, y, batch_size=50, epochs=2, verbose=0)
+        assert set(history.history) == {"loss", "accuracy", "selected_fraction",
+                                        "backprops"}
+        counters = model.selection_state.counters()
+        assert history.history["backprops"][-1] == counters["backprops"] > 0
+        assert 0.2 < history.history["selected_fraction"][-1] < 0.8
+
+    def test_loss_and_metrics_cover_every_example(self, digits):
+        """With a zero learning rate the weights never change, so the fit's
+        epoch loss and accuracy must be those of `evaluate` on all examples,
+        although only a few examples are backpropagated."""
+        x, y, _, _ = digits
+        model = compile_model(keras_sb.SelectiveBackpropModel(
+            *mlp(), beta=3.0, start=0, seed=0), learning_rate=0.0)
+        history = model.fit(x, y, batch_size=100, epochs=1, verbose=0,
+                            shuffle=False)
+        loss, accuracy = model.evaluate(x, y, batch_size=100, verbose=0)
+        assert history.history["loss"][0] == pytest.approx(loss, rel=1e-5)
+        assert history.history["accuracy"][0] == pytest.approx(accuracy)
+        assert history.history["selected_fraction"][0] < 0.5
+
+    def test_evaluate_and_predict_are_unchanged(self, digits):
+        x, y, _, _ = digits
+        keras.utils.set_random_seed(1)
+        plain = compile_model(keras.Model(*mlp()))
+        model = compile_model(keras_sb.SelectiveBackpropModel.from_model(plain))
+        assert model.evaluate(x, y, verbose=0, return_dict=True) == (
+            plain.evaluate(x, y, verbose=0, return_dict=True))
+        np.testing.assert_array_equal(model.predict(x, verbose=0),
+                                      plain.predict(x, verbose=0))
+
+
+class TestConservation:
+    @pytest.mark.parametrize("batch_size,backprop_batch_size",
+                             [(64, None), (64, 24), (40, 100)])
+    def test_each_selected_example_is_trained_exactly_once(
+            self, digits, batch_size, backprop_batch_size):
+        """The selection is made deterministic (weights frozen, select the
+        examples whose loss is above the median); each selected example then
+        goes through exactly one training forward pass, skipped ones through
+        none, and the leftover is still queued."""
+        x, y, _, _ = digits
+        x, y = x[:600], y[:600]
+        inputs, outputs, counter = counted_mlp(len(x))
+        base = keras.Model(inputs, outputs)
+        losses = keras.losses.sparse_categorical_crossentropy(
+            y, base.predict(id_data(x, y)[0], verbose=0))
+        threshold = float(np.median(numpy(losses)))
+        selected = numpy(losses) > threshold
+        model = compile_model(keras_sb.SelectiveBackpropModel(
+            inputs, outputs, strategy=LossThreshold(threshold), start=0,
+            backprop_batch_size=backprop_batch_size), learning_rate=0.0)
+        model.fit(*id_data(x, y), batch_size=batch_size, epochs=1, verbose=0,
+                  shuffle=False)
+
+        counts = numpy(counter.counts.value)
+        b = backprop_batch_size or batch_size
+        state = model.selection_state.counters()
+        assert set(np.unique(counts)) <= {0.0, 1.0}
+        assert not counts[~selected].any()  # Skipped: no backward pass.
+        # First in, first out: the pending ones are the last selected.
+        pending = np.flatnonzero(selected)[len(np.flatnonzero(counts)):]
+        assert counts[np.flatnonzero(selected)[: selected.sum() - len(pending)]].all()
+        assert state["selected_total"] == selected.sum()
+        assert state["backprops"] == counts.sum() == selected.sum() // b * b
+        assert state["queue_size"] == len(pending) == selected.sum() % b
+        assert int(model.optimizer.iterations) == selected.sum() // b
+
+    def test_nothing_selected_means_no_backward_pass(self, digits):
+        x, y, _, _ = digits
+        inputs, outputs, counter = counted_mlp(len(x))
+        model = compile_model(keras_sb.SelectiveBackpropModel(
+            inputs, outputs, strategy=SelectNothing(), start=0))
+        trainable = [numpy(v.value).copy() for v in model.trainable_weights]
+        model.fit(*id_data(x, y), batch_size=100, epochs=2, verbose=0)
+        assert int(model.optimizer.iterations) == 0
+        assert not numpy(counter.counts.value).any()
+        for before, variable in zip(trainable, model.trainable_weights):
+            np.testing.assert_array_equal(before, numpy(variable.value))
+
+    def test_optimizer_steps_count_backward_steps(self, digits):
+        x, y, _, _ = digits
+        model = compile_model(keras_sb.SelectiveBackpropModel(
+            *mlp(), beta=2.0, start=0, seed=3))
+        model.fit(x, y, batch_size=70, epochs=3, verbose=0)
+        state = model.selection_state.counters()
+        assert int(model.optimizer.iterations) * 70 == state["backprops"]
+        assert state["selected_total"] == state["backprops"] + state["queue_size"]
+        # Fewer optimizer steps than plain training's 3 * 20.
+        assert int(model.optimizer.iterations) < 0.6 * 60
+
+
+def test_selection_pass_leaves_batchnorm_statistics_alone(digits):
+    x, y, _, _ = digits
+    inputs = keras.Input((64,))
+    normalized = keras.layers.BatchNormalization()(inputs)
+    outputs = keras.layers.Dense(10, activation="softmax")(normalized)
+    model = compile_model(keras_sb.SelectiveBackpropModel(
+        inputs, outputs, strategy=SelectNothing(), start=0))
+    batchnorm = model.layers[1]
+    model.fit(x, y, batch_size=100, epochs=1, verbose=0)
+    np.testing.assert_array_equal(numpy(batchnorm.moving_mean.value), 0.0)
+    np.testing.assert_array_equal(numpy(batchnorm.moving_variance.value), 1.0)
+    # The backward steps do update them, as in plain Keras.
+    model = compile_model(keras_sb.SelectiveBackpropModel(
+        inputs, outputs, beta=1.0, start=0))
+    model.fit(x, y, batch_size=100, epochs=1, verbose=0)
+    assert np.abs(numpy(batchnorm.moving_mean.value)).sum() > 0
+
+
+def test_reaches_plain_accuracy_with_fewer_backprops(digits):
+    """On real digits: within 3 points of plain Keras after the same number
+    of epochs, with at most 70% of its backward passes."""
+    x, y, x_test, y_test = digits
+    epochs, batch_size = 25, 32
+
+    keras.utils.set_random_seed(0)
+    plain = compile_model(keras.Model(*mlp(hidden=64)), learning_rate=0.1)
+    plain.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
+    plain_accuracy = plain.evaluate(x_test, y_test, verbose=0)[1]
+
+    keras.utils.set_random_seed(0)
+    model = compile_model(keras_sb.SelectiveBackpropModel(
+        *mlp(hidden=64), beta=1.0, seed=0), learning_rate=0.1)
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0)
+    accuracy = model.evaluate(x_test, y_test, verbose=0)[1]
+    backprops = model.selection_state.counters()["backprops"]
+
+    assert plain_accuracy > 0.9
+    assert accuracy >= plain_accuracy - 0.03
+    assert backprops <= 0.7 * epochs * len(x)

@@ -1,0 +1,84 @@
+"""The pending queue: every selected example is trained on exactly once."""
+
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_sb import queue as queue_ops
+
+
+def numpy(x):
+    return ops.convert_to_numpy(x)
+
+
+def run_stream(batches, selections, capacity):
+    """Drains a stream of batches through one queue, eagerly.
+
+    Returns the list of backward batches (as numpy arrays of example ids)
+    and the queue left at the end.
+    """
+    backward_batches = []
+
+    def backward_if_full(is_full, queue):
+        if bool(numpy(is_full)):
+            backward_batches.append(numpy(queue[0]).copy())
+            return ops.convert_to_tensor(1, "int32")
+        return ops.convert_to_tensor(0, "int32")
+
+    queue = [ops.zeros((capacity,), "int32"), ops.zeros((capacity, 2), "float32")]
+    size = ops.convert_to_tensor(0, "int32")
+    total_steps = 0
+    for ids, selected in zip(batches, selections):
+        batch = [ops.array(ids, "int32"),
+                 ops.array(np.stack([ids, -ids], axis=1), "float32")]
+        queue, size, steps = queue_ops.drain(
+            queue, size, batch, ops.array(selected), backward_if_full)
+        size_value = int(numpy(size))
+        assert 0 <= size_value < capacity
+        total_steps += int(numpy(steps))
+        # The second buffer moved in step with the first.
+        np.testing.assert_array_equal(
+            numpy(queue[1])[:size_value, 0], numpy(queue[0])[:size_value])
+    assert total_steps == len(backward_batches)
+    pending = numpy(queue[0])[: int(numpy(size))]
+    return backward_batches, pending
+
+
+@pytest.mark.parametrize("batch_size,capacity", [(16, 16), (16, 5), (7, 16),
+                                                 (32, 1), (9, 9)])
+@pytest.mark.parametrize("rate", [0.0, 0.3, 1.0])
+def test_each_selected_example_is_trained_once_in_order(batch_size, capacity, rate):
+    rng = np.random.default_rng(int(100 * rate) + batch_size + capacity)
+    batches, selections = [], []
+    next_id = 0
+    for _ in range(12):
+        size = int(rng.integers(1, batch_size + 1))  # Smaller last batches too.
+        batches.append(np.arange(next_id, next_id + size))
+        selections.append(rng.random(size) < rate)
+        next_id += size
+    backward, pending = run_stream(batches, selections, capacity)
+
+    selected_ids = np.concatenate([b[s] for b, s in zip(batches, selections)])
+    for step in backward:
+        assert len(step) == capacity  # Exactly one full backprop batch.
+    trained = np.concatenate(backward + [pending]) if backward else pending
+    # Conservation: selected = backpropagated + pending, first in first out.
+    np.testing.assert_array_equal(trained, selected_ids)
+    assert len(backward) == len(selected_ids) // capacity
+    assert len(pending) == len(selected_ids) % capacity
+
+
+def test_nothing_selected_runs_no_step():
+    backward, pending = run_stream([np.arange(8)] * 3, [np.zeros(8, bool)] * 3, 4)
+    assert backward == [] and len(pending) == 0
+
+
+def test_enqueue_moves_only_what_fits():
+    queue = [ops.full((4,), -1)]
+    order = ops.array([2, 0, 1], "int32")  # Example 2 then 0 are selected.
+    batch = [ops.array([10, 11, 12])]
+    new_queue, size, consumed = queue_ops.enqueue(
+        queue, ops.convert_to_tensor(3, "int32"), batch, order,
+        ops.convert_to_tensor(0, "int32"), ops.convert_to_tensor(2, "int32"))
+    assert numpy(new_queue[0]).tolist() == [-1, -1, -1, 12]
+    assert int(numpy(size)) == 4 and int(numpy(consumed)) == 1

@@ -1,0 +1,190 @@
+"""The selection math of ALGORITHM.md, tested as pure functions."""
+
+import math
+
+import keras
+import numpy as np
+import pytest
+from keras import ops
+
+from keras_sb import selection
+
+NAN = float("nan")
+
+
+def numpy(x):
+    return ops.convert_to_numpy(x)
+
+
+def z_tolerance(p, n, z=5.0):
+    """Half-width of a z-sigma interval for a binomial frequency.
+
+    A frequency of n Bernoulli(p) draws has standard deviation
+    sqrt(p (1 - p) / n); a 5-sigma interval is wrongly left with probability
+    below 1e-6 per check. For p in {0, 1} the frequency is exact.
+    """
+    return z * math.sqrt(p * (1 - p) / n)
+
+
+class TestHistory:
+    def test_appends_in_order_and_advances(self):
+        history = ops.full((5,), NAN)
+        history, position = selection.append_to_history(
+            history, 0, ops.array([1.0, 2.0, 3.0]))
+        np.testing.assert_array_equal(numpy(history)[:3], [1, 2, 3])
+        assert np.isnan(numpy(history)[3:]).all()
+        assert int(position) == 3
+        history, position = selection.append_to_history(
+            history, position, ops.array([4.0, 5.0, 6.0]))
+        # Ring buffer: 6 overwrote the oldest value.
+        np.testing.assert_array_equal(numpy(history), [6, 2, 3, 4, 5])
+        assert int(position) == 1
+
+    def test_non_finite_losses_never_enter(self):
+        history = ops.full((4,), NAN)
+        history, position = selection.append_to_history(
+            history, 0, ops.array([1.0, NAN, float("inf"), -float("inf"), 2.0]))
+        values = numpy(history)
+        np.testing.assert_array_equal(values[:2], [1, 2])
+        assert np.isnan(values[2:]).all()
+        assert int(position) == 2
+
+    def test_batch_larger_than_history_keeps_most_recent(self):
+        history = ops.full((4,), NAN)
+        losses = ops.arange(10, dtype="float32")
+        history, position = selection.append_to_history(history, 1, losses)
+        # Losses 0..9 go to slots (1 + r) % 4; the last write wins.
+        expected = np.full(4, np.nan)
+        for rank in range(10):
+            expected[(1 + rank) % 4] = rank
+        np.testing.assert_array_equal(numpy(history), expected)
+        assert int(position) == (1 + 10) % 4
+
+    def test_matches_a_python_deque(self):
+        rng = np.random.default_rng(3)
+        size = 7
+        history, position = ops.full((size,), NAN), 0
+        reference = []
+        for _ in range(30):
+            batch = rng.normal(size=rng.integers(1, 12)).astype("float32")
+            batch[rng.random(batch.shape) < 0.2] = np.nan
+            history, position = selection.append_to_history(
+                history, position, ops.array(batch))
+            reference.extend(v for v in batch if np.isfinite(v))
+            reference = reference[-size:]
+            assert sorted(v for v in numpy(history) if np.isfinite(v)) == sorted(
+                reference)
+
+
+class TestPercentileRank:
+    def test_fraction_strictly_below(self):
+        history = ops.array([0.0, 1.0, 1.0, 2.0, NAN])
+        ranks = numpy(selection.percentile_rank(
+            ops.array([-1.0, 0.0, 1.0, 1.5, 2.0, 3.0]), history))
+        np.testing.assert_allclose(ranks, [0, 0, 0.25, 0.75, 0.75, 1.0])
+
+    def test_empty_history_gives_zero(self):
+        ranks = selection.percentile_rank(ops.array([1.0]), ops.full((3,), NAN))
+        assert numpy(ranks).tolist() == [0.0]
+
+
+class TestProbabilityRule:
+    @pytest.mark.parametrize("beta", [0.0, 1.0, 2.0, 3.0, 0.5])
+    @pytest.mark.parametrize("min_probability", [0.0, 0.2])
+    def test_formula(self, beta, min_probability):
+        pct = np.linspace(0, 1, 11).astype("float32")
+        got = numpy(selection.biggest_losers_probability(
+            ops.array(pct), beta, min_probability))
+        np.testing.assert_allclose(
+            got, np.maximum(min_probability, pct ** beta), rtol=1e-6)
+
+    @pytest.mark.parametrize("beta,min_probability", [(1, 0), (2, 0), (3, 0),
+                                                      (2, 0.1), (3, 0.3)])
+    def test_empirical_frequency_per_percentile(self, beta, min_probability):
+        """Selection frequency at each percentile matches max(p_min, pct^beta).
+
+        The history is a fixed grid of 1000 distinct losses, so a loss placed
+        just above grid value k has percentile rank exactly (k + 1) / 1000.
+        """
+        size, draws = 1000, 20000
+        history = ops.arange(size, dtype="float32")
+        seed = keras.random.SeedGenerator(int(10 * beta + 100 * min_probability))
+        for k in (-1, 99, 249, 499, 749, 899, 989, 998):
+            pct = (k + 1) / size
+            expected = max(min_probability, pct ** beta)
+            losses = ops.full((draws,), k + 0.5)
+            probability = selection.biggest_losers_probability(
+                selection.percentile_rank(losses, history), beta, min_probability)
+            frequency = float(np.mean(numpy(selection.bernoulli(probability, seed))))
+            assert abs(frequency - expected) <= z_tolerance(expected, draws) + 1e-9, (
+                pct, frequency, expected)
+
+    def test_lowest_loss_is_never_selected_without_floor(self):
+        history = ops.arange(100, dtype="float32")
+        losses = ops.zeros((5000,))
+        probability = selection.biggest_losers_probability(
+            selection.percentile_rank(losses, history), 3.0)
+        seed = keras.random.SeedGenerator(0)
+        assert not numpy(selection.bernoulli(probability, seed)).any()
+
+    @pytest.mark.parametrize("beta,min_probability", [(1, 0), (2, 0), (3, 0),
+                                                      (2, 0.25)])
+    def test_selected_fraction_of_the_full_rule(self, beta, min_probability):
+        """Streaming i.i.d. losses through history, rank and draw selects
+        E[max(p_min, U^beta)] of the examples: 1/(beta+1) without a floor."""
+        rng = np.random.default_rng(beta)
+        history, position = ops.full((1024,), NAN), 0
+        seed = keras.random.SeedGenerator(7)
+        selected = scored = 0
+        for step in range(208):
+            losses = ops.array(rng.exponential(size=128).astype("float32"))
+            history, position = selection.append_to_history(history, position, losses)
+            probability = selection.biggest_losers_probability(
+                selection.percentile_rank(losses, history), beta, min_probability)
+            if step >= 8:  # Once the history is full.
+                selected += int(numpy(selection.bernoulli(probability, seed)).sum())
+                scored += 128
+        expected = selection.expected_selected_fraction(beta, min_probability)
+        if min_probability == 0:
+            assert expected == pytest.approx(1 / (beta + 1))
+        assert abs(selected / scored - expected) <= z_tolerance(expected, scored)
+
+
+class TestExpectedFraction:
+    @pytest.mark.parametrize("beta,min_probability", [(1, 0), (3, 0), (2, 0.1),
+                                                      (0.5, 0.4), (3, 0.9)])
+    def test_matches_monte_carlo(self, beta, min_probability):
+        u = np.random.default_rng(0).random(2_000_000)
+        monte_carlo = np.maximum(min_probability, u ** beta).mean()
+        assert selection.expected_selected_fraction(
+            beta, min_probability) == pytest.approx(monte_carlo, abs=2e-3)
+
+    @pytest.mark.parametrize("fraction,min_probability", [(0.5, 0), (0.25, 0),
+                                                          (0.1, 0), (0.3, 0.1),
+                                                          (0.6, 0.5)])
+    def test_beta_for_fraction_inverts_it(self, fraction, min_probability):
+        beta = selection.beta_for_fraction(fraction, min_probability)
+        assert selection.expected_selected_fraction(
+            beta, min_probability) == pytest.approx(fraction, abs=1e-9)
+
+    def test_paper_values(self):
+        assert selection.beta_for_fraction(0.5) == 1.0
+        assert selection.beta_for_fraction(0.25) == 3.0
+
+    @pytest.mark.parametrize("fraction,min_probability", [(0.0, 0), (1.5, 0),
+                                                          (0.1, 0.2)])
+    def test_unreachable_fraction_raises(self, fraction, min_probability):
+        with pytest.raises(ValueError, match="Received: target_fraction="):
+            selection.beta_for_fraction(fraction, min_probability)
+
+
+def test_bernoulli_extremes():
+    seed = keras.random.SeedGenerator(0)
+    draws = numpy(selection.bernoulli(ops.array([0.0, 1.0] * 5000), seed))
+    assert not draws[0::2].any() and draws[1::2].all()
+
+
+def test_selected_first_order_is_stable():
+    order = numpy(selection.selected_first_order(
+        ops.array([False, True, False, True, True])))
+    assert order.tolist() == [1, 3, 4, 0, 2]

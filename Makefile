@@ -12,7 +12,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 setup: $(BIN)/python
-	$(BIN)/python -m pip install -q -e ".[cpu,test,demo,bench]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[cpu,test,demo,bench]"
 
 demo: setup
 	$(BIN)/python examples/demo.py

@@ -10,7 +10,7 @@ setup(
     long_description_content_type="text/markdown",
     packages=find_packages(include=["keras_sb", "keras_sb.*"]),
     python_requires=">=3.10",
-    install_requires=["keras>=3.15,<4", "numpy"],
+    install_requires=["keras>=3.15,<3.16", "numpy"],
     extras_require={
         # TensorFlow: the CPU build on machines without a GPU.
         "cpu": ["tensorflow-cpu>=2.21"],

@@ -70,9 +70,9 @@ def one_inference_pass(model, x, y, args):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--train-size", type=int, default=6400)
+    parser.add_argument("--train-size", type=int, default=12800)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=5,
+    parser.add_argument("--rounds", type=int, default=7,
                         help="timed epochs per method, after 1 warm-up epoch")
     parser.add_argument("--betas", type=float, nargs="+", default=[1, 2, 3])
     parser.add_argument("--jit-compile", action="store_true")

@@ -5,7 +5,7 @@ bundled digits (1,797 8x8 images, no download), once with `keras.Model` and
 once with `keras_sb.SelectiveBackpropModel`, and prints wall-clock time,
 backpropagated examples and test accuracy of each.
 
-Run: `python examples/demo.py [--epochs 40] [--beta 1.0]`
+Run: `python examples/demo.py [--epochs 40] [--beta 2.0] [--batch-size 128]`
 """
 
 import argparse
@@ -24,11 +24,11 @@ import keras_sb  # noqa: E402
 
 def network():
     inputs = keras.Input((8, 8, 1))
-    x = keras.layers.Conv2D(32, 3, padding="same", activation="relu")(inputs)
-    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(x)
+    x = keras.layers.Conv2D(64, 3, padding="same", activation="relu")(inputs)
+    x = keras.layers.Conv2D(128, 3, padding="same", activation="relu")(x)
     x = keras.layers.MaxPooling2D()(x)
     x = keras.layers.Flatten()(x)
-    x = keras.layers.Dense(128, activation="relu")(x)
+    x = keras.layers.Dense(256, activation="relu")(x)
     outputs = keras.layers.Dense(10, activation="softmax")(x)
     return inputs, outputs
 
@@ -61,8 +61,8 @@ def train(model, data, args):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--beta", type=float, default=1.0)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--beta", type=float, default=2.0)
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
 

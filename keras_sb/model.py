@@ -9,6 +9,8 @@ Everything happens inside one compiled `train_step`, so `fit`, callbacks,
 XLA, mixed precision and saving keep working as in plain Keras.
 """
 
+import weakref
+
 import keras
 from keras import ops
 from keras.src.losses.loss import unscale_loss_for_distribution
@@ -336,15 +338,18 @@ class SelectiveBackpropModel(keras.Model):
         if self.train_function is not None and not force:
             return self.train_function
         compiled = None
-        last_iterator = None
+        # A weak reference: holding on to the previous epoch's iterator
+        # would delay its deletion into the first step of the next epoch,
+        # which costs seconds with large in-memory datasets.
+        last_iterator = lambda: None  # noqa: E731
 
         def train_function(iterator):
             # The queue's buffers take their shapes from the data, so they
             # are (re)created here, eagerly, before the compiled step runs.
             nonlocal compiled, last_iterator
-            if iterator is not last_iterator:
+            if iterator is not last_iterator():
+                last_iterator = weakref.ref(iterator)
                 iterator, structure = backend.peek_batch_structure(iterator)
-                last_iterator = iterator
                 if self._prepare_queue(structure) or compiled is None:
                     super(SelectiveBackpropModel, self).make_train_function(
                         force=True

@@ -58,6 +58,31 @@ class TestLogs:
                                       plain.predict(x, verbose=0))
 
 
+def test_train_function_does_not_keep_old_iterators_alive(digits):
+    """An epoch's data iterator must be freed when `fit` drops it, not kept
+    until the first step of the next epoch (which made that step seconds
+    slower on large in-memory datasets)."""
+    import gc
+    import weakref
+
+    import tensorflow as tf
+
+    x, y, _, _ = digits
+    model = compile_model(keras_sb.SelectiveBackpropModel(
+        *mlp(), beta=1.0, start=0, seed=0, backprop_batch_size=50))
+    dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(100)
+    train_function = model.make_train_function()
+    iterator = iter(dataset)
+    train_function(iterator)
+    train_function(iterator)
+    released = weakref.ref(iterator)
+    del iterator
+    gc.collect()
+    assert released() is None
+    train_function(iter(dataset))  # Still trains with a new iterator.
+    assert model.selection_state.counters()["scored_batches"] == 3
+
+
 class TestConservation:
     @pytest.mark.parametrize("batch_size,backprop_batch_size",
                              [(64, None), (64, 24), (40, 100)])

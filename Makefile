@@ -1,6 +1,7 @@
 # Two entry points that work on a fresh machine (see README.md):
 #   make demo   set up .venv and run the demo
 #   make test   set up .venv and run the test suite
+#   make bench  set up .venv and run the benchmarks (about an hour)
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
@@ -22,6 +23,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/time_to_accuracy.py --path ../shared/data/cifar10-jpeg.tar.xz --epochs 10
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

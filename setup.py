@@ -11,13 +11,15 @@ setup(
     packages=find_packages(include=["keras_sb", "keras_sb.*"]),
     python_requires=">=3.10",
     install_requires=["keras>=3.15,<3.16", "numpy"],
+    entry_points={"console_scripts": ["keras-sb=keras_sb.cli:main"]},
     extras_require={
         # TensorFlow: the CPU build on machines without a GPU.
         "cpu": ["tensorflow-cpu>=2.21"],
         "gpu": ["tensorflow[and-cuda]>=2.21"],
         "demo": ["scikit-learn"],
-        "test": ["pytest", "scikit-learn"],
-        "bench": ["matplotlib", "pillow"],
+        "data": ["tensorflow-datasets"],
+        "test": ["pytest", "scikit-learn", "tensorflow-datasets"],
+        "bench": ["matplotlib", "pillow", "tensorflow-datasets"],
     },
     classifiers=[
         "Programming Language :: Python :: 3",

@@ -14,6 +14,8 @@ model.fit(train_ds, epochs=30, validation_data=test_ds)
 ```
 """
 
+from keras_sb import data
+from keras_sb import datasets
 from keras_sb import schedule
 from keras_sb import selection
 from keras_sb import strategies

@@ -1,6 +1,16 @@
-"""Data pipeline helpers: what keras-sb needs to know about training data."""
+"""The data pipeline: batching, augmentation, and what keras-sb needs to know
+about the training data.
+
+`training_pipeline` and `evaluation_pipeline` turn an unbatched dataset of
+`(uint8 image, label)` (as `keras_sb.datasets.load` returns) into batches of
+float32 images in `[0, 1]`; the training one shuffles and applies the
+standard CIFAR augmentation (random crop with padding, horizontal flip) in
+parallel, and prefetches so that the accelerator is not kept waiting.
+"""
 
 import keras
+
+AUTOTUNE = -1  # tf.data.AUTOTUNE
 
 
 def _first_leaf(structure):
@@ -46,3 +56,94 @@ def _is_tf_dataset(x):
     except ImportError:
         return False
     return isinstance(x, tf.data.Dataset)
+
+
+def pad_crop_flip(image, padding=4):
+    """Standard CIFAR augmentation of one image (a `tf.data` map function).
+
+    Pads `padding` pixels of zeros on each side, crops a random window of the
+    original size and flips it horizontally with probability 0.5.
+
+    Args:
+        image: tensor `(height, width, channels)`.
+        padding: pixels of zero padding on each side, `>= 0`.
+
+    Returns:
+        The augmented image, same shape and dtype.
+    """
+    import tensorflow as tf
+
+    height, width, channels = image.shape
+    padded = tf.image.resize_with_crop_or_pad(
+        image, height + 2 * padding, width + 2 * padding
+    )
+    cropped = tf.image.random_crop(padded, (height, width, channels))
+    return tf.image.random_flip_left_right(cropped)
+
+
+def scale_images(images, labels):
+    """uint8 images to float32 in `[0, 1]` (a `tf.data` map function)."""
+    import tensorflow as tf
+
+    return tf.cast(images, tf.float32) / 255.0, labels
+
+
+def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
+                      seed=None, padding=4):
+    """Shuffled, augmented, batched and prefetched training data.
+
+    Args:
+        dataset: unbatched `tf.data.Dataset` of `(uint8 image, label)`.
+        batch_size: examples per batch, `>= 1`. The last batch of an epoch
+            may be smaller.
+        augment: whether to apply `pad_crop_flip`.
+        shuffle_buffer: size of the shuffle buffer (0: no shuffling).
+        seed: seed of the shuffling (None: random). The augmentation follows
+            TensorFlow's global seed (`keras.utils.set_random_seed`).
+        padding: padding of the random crop.
+
+    Returns:
+        A `tf.data.Dataset` of `(float32 images in [0, 1], labels)` batches.
+
+    Example:
+
+    ```python
+    train = keras_sb.datasets.load("cifar10", "train", path=archive)
+    model.fit(keras_sb.data.training_pipeline(train, 128), epochs=30)
+    ```
+    """
+    _check_batch_size(batch_size)
+    if shuffle_buffer:
+        dataset = dataset.shuffle(shuffle_buffer, seed=seed,
+                                  reshuffle_each_iteration=True)
+    if augment:
+        dataset = dataset.map(
+            lambda image, label: (pad_crop_flip(image, padding), label),
+            num_parallel_calls=AUTOTUNE,
+        )
+    return (dataset.batch(batch_size, num_parallel_calls=AUTOTUNE)
+            .map(scale_images, num_parallel_calls=AUTOTUNE)
+            .prefetch(AUTOTUNE))
+
+
+def evaluation_pipeline(dataset, batch_size):
+    """Batched, scaled and prefetched evaluation data (no augmentation).
+
+    Args:
+        dataset: unbatched `tf.data.Dataset` of `(uint8 image, label)`.
+        batch_size: examples per batch, `>= 1`.
+
+    Returns:
+        A `tf.data.Dataset` of `(float32 images in [0, 1], labels)` batches.
+    """
+    _check_batch_size(batch_size)
+    return (dataset.batch(batch_size, num_parallel_calls=AUTOTUNE)
+            .map(scale_images, num_parallel_calls=AUTOTUNE)
+            .prefetch(AUTOTUNE))
+
+
+def _check_batch_size(batch_size):
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise ValueError(
+            f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}"
+        )

@@ -1,0 +1,425 @@
+"""Time-to-accuracy benchmark: Selective-Backprop against its baselines.
+
+Trains the same network, from the same initial weights, with the same data,
+optimizer and per-epoch learning-rate schedule, with each method:
+
+- `plain`: `keras.Model`, every example every step;
+- `sb-beta<b>`: `SelectiveBackpropModel` with the paper's rule;
+- `uniform`: a uniform random subset at the backprop fraction of the
+  reference beta (`1 / (beta + 1)`), the control;
+- `importance`: loss-proportional importance sampling with unbiased
+  re-weighting (Katharopoulos & Fleuret-like) at the same fraction.
+
+After every epoch the test accuracy is recorded against the training
+wall-clock time (evaluation excluded) and against the examples
+backpropagated. The time to a target accuracy (default: plain training's
+final accuracy minus 0.5 points, averaged over seeds) gives each method's
+speedup over plain training.
+
+The learning rate follows the epoch (a cosine decay over the epochs, set at
+each epoch's start), not `optimizer.iterations`, because Selective-Backprop
+takes fewer optimizer steps per epoch: every method gets the same schedule
+per epoch of data.
+
+Run `keras-sb bench --help` (or `python benchmarks/time_to_accuracy.py`).
+"""
+
+import argparse
+import json
+import math
+import os
+import platform
+import sys
+import time
+
+import keras
+import numpy as np
+
+from keras_sb import data as data_utils
+from keras_sb import datasets
+from keras_sb import strategies
+from keras_sb.model import SelectiveBackpropModel
+
+QUICK = {"train_size": 2048, "test_size": 1000, "epochs": 4}
+
+
+def small_resnet(input_shape=(32, 32, 3), classes=10, widths=(16, 32, 64),
+                 blocks_per_stage=1):
+    """A small CIFAR ResNet (basic blocks, BatchNorm), as a functional model.
+
+    With the defaults it is a ResNet-8 (3 stages of one basic block); use
+    `widths=(64, 128, 256, 512)` and `blocks_per_stage=2` for a
+    ResNet-18-class network on a GPU.
+    """
+    layers = keras.layers
+    inputs = keras.Input(input_shape)
+    x = layers.Conv2D(widths[0], 3, padding="same", use_bias=False)(inputs)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    for stage, width in enumerate(widths):
+        for block in range(blocks_per_stage):
+            strides = 2 if stage > 0 and block == 0 else 1
+            shortcut = x
+            y = layers.Conv2D(width, 3, strides=strides, padding="same",
+                              use_bias=False)(x)
+            y = layers.ReLU()(layers.BatchNormalization()(y))
+            y = layers.Conv2D(width, 3, padding="same", use_bias=False)(y)
+            y = layers.BatchNormalization()(y)
+            if strides != 1 or shortcut.shape[-1] != width:
+                shortcut = layers.Conv2D(width, 1, strides=strides,
+                                         use_bias=False)(shortcut)
+                shortcut = layers.BatchNormalization()(shortcut)
+            x = layers.ReLU()(layers.Add()([y, shortcut]))
+    x = layers.GlobalAveragePooling2D()(x)
+    outputs = layers.Dense(classes, activation="softmax")(x)
+    return keras.Model(inputs, outputs, name="small_resnet")
+
+
+def methods(betas=(1.0, 2.0, 3.0), reference_beta=2.0):
+    """The compared methods: name -> SelectiveBackpropModel options (None:
+    plain keras.Model)."""
+    fraction = 1.0 / (reference_beta + 1.0)
+    compared = {"plain": None}
+    for beta in betas:
+        compared[f"sb-beta{beta:g}"] = {"beta": float(beta)}
+    compared["uniform"] = {"strategy": strategies.UniformSubset(fraction)}
+    compared["importance"] = {
+        "strategy": strategies.LossProportional(fraction, reweight=True)
+    }
+    return compared
+
+
+def cosine_learning_rate(base, epochs):
+    """Per-epoch cosine decay from `base` to 0 (for LearningRateScheduler)."""
+    def schedule(epoch, learning_rate=None):
+        return base * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
+
+    return schedule
+
+
+class LearningCurve(keras.callbacks.Callback):
+    """Records, per epoch: training seconds (validation excluded),
+    examples backpropagated and validation accuracy."""
+
+    def __init__(self, examples_per_epoch, progress=None):
+        super().__init__()
+        self.examples_per_epoch = examples_per_epoch
+        self.progress = progress
+        self.points = []
+        self._seconds = 0.0
+        self._backprops = 0
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = time.perf_counter()
+        self._test_seconds = 0.0
+
+    def on_test_begin(self, logs=None):
+        self._test_start = time.perf_counter()
+
+    def on_test_end(self, logs=None):
+        self._test_seconds += time.perf_counter() - self._test_start
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._seconds += (time.perf_counter() - self._epoch_start
+                          - self._test_seconds)
+        if "backprops" in logs:
+            self._backprops = int(logs["backprops"])
+        else:
+            self._backprops += self.examples_per_epoch
+        self.points.append({
+            "epoch": epoch + 1,
+            "seconds": self._seconds,
+            "backprops": self._backprops,
+            "test_accuracy": float(logs["val_accuracy"]),
+            "selected_fraction": float(logs.get("selected_fraction", 1.0)),
+        })
+        if self.progress is not None:
+            self.progress.add(1)
+
+
+def _network(config):
+    return small_resnet(config["input_shape"], config["classes"],
+                        widths=config.get("widths", (16, 32, 64)),
+                        blocks_per_stage=config.get("blocks_per_stage", 1))
+
+
+def train_one(options, initial_weights, train, test, config, seed,
+              progress=None):
+    """Trains one method from `initial_weights`; returns its learning curve."""
+    keras.utils.set_random_seed(seed)
+    network = _network(config)
+    network.set_weights(initial_weights)
+    if options is None:
+        model = network
+    else:
+        model = SelectiveBackpropModel.from_model(network, seed=seed, **options)
+    model.compile(
+        optimizer=keras.optimizers.SGD(config["learning_rate"], momentum=0.9,
+                                       nesterov=True, weight_decay=5e-4),
+        loss="sparse_categorical_crossentropy",
+        metrics=["accuracy"],
+        jit_compile=config["jit_compile"],
+    )
+    curve = LearningCurve(config["train_examples"], progress)
+    schedule = keras.callbacks.LearningRateScheduler(
+        cosine_learning_rate(config["learning_rate"], config["epochs"]))
+    model.fit(train, epochs=config["epochs"], validation_data=test,
+              callbacks=[schedule, curve], verbose=0)
+    return curve.points
+
+
+def time_to_accuracy(points, target):
+    """Training seconds and backprops when `target` was first reached, or
+    None."""
+    for point in points:
+        if point["test_accuracy"] >= target:
+            return point["seconds"], point["backprops"]
+    return None
+
+
+def summarize(runs, target_gap=0.005, target=None):
+    """Per-method time to target, speedups and final accuracy.
+
+    Args:
+        runs: dict method -> list (one per seed) of learning curves.
+        target_gap: target = mean final plain accuracy minus this, when
+            `target` is None.
+        target: an explicit target accuracy.
+    """
+    if target is None:
+        plain_final = [points[-1]["test_accuracy"] for points in runs["plain"]]
+        target = float(np.mean(plain_final)) - target_gap
+    plain_times = [time_to_accuracy(points, target) for points in runs["plain"]]
+    summary = {"target_accuracy": target, "methods": {}}
+    for name, per_seed in runs.items():
+        reached = [time_to_accuracy(points, target) for points in per_seed]
+        speedups = [
+            plain[0] / mine[0] if plain and mine else None
+            for plain, mine in zip(plain_times, reached)
+        ]
+        finals = [points[-1]["test_accuracy"] for points in per_seed]
+        valid = [s for s in speedups if s is not None]
+        summary["methods"][name] = {
+            "seconds_to_target": [r[0] if r else None for r in reached],
+            "backprops_to_target": [r[1] if r else None for r in reached],
+            "speedup_vs_plain": speedups,
+            "speedup_vs_plain_mean": float(np.mean(valid)) if valid else None,
+            "reached_target": f"{len(valid)}/{len(per_seed)}",
+            "final_accuracy": finals,
+            "final_accuracy_mean": float(np.mean(finals)),
+            "total_seconds": [points[-1]["seconds"] for points in per_seed],
+            "total_backprops": [points[-1]["backprops"] for points in per_seed],
+        }
+    return summary
+
+
+def plot(runs, summary, path):
+    """Test accuracy vs training time and vs backprops, one line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (by_time, by_backprops) = plt.subplots(1, 2, figsize=(12, 4.5))
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for index, (name, per_seed) in enumerate(runs.items()):
+        for seed_index, points in enumerate(per_seed):
+            label = name if seed_index == 0 else None
+            style = {"color": colors[index % len(colors)], "label": label,
+                     "alpha": 0.9 if seed_index == 0 else 0.5, "marker": "."}
+            accuracy = [p["test_accuracy"] for p in points]
+            by_time.plot([p["seconds"] for p in points], accuracy, **style)
+            by_backprops.plot([p["backprops"] for p in points], accuracy,
+                              **style)
+    for axis, label in ((by_time, "training wall-clock time (s)"),
+                        (by_backprops, "examples backpropagated")):
+        axis.axhline(summary["target_accuracy"], color="gray", linestyle="--",
+                     linewidth=1)
+        axis.set_xlabel(label)
+        axis.set_ylabel("test accuracy")
+        axis.grid(alpha=0.3)
+    by_time.legend(loc="lower right")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def machine():
+    """This machine and the software versions."""
+    import tensorflow as tf
+
+    info = {
+        "platform": platform.platform(),
+        "cpu_count": os.cpu_count(),
+        "python": sys.version.split()[0],
+        "keras": keras.__version__,
+        "keras_backend": keras.backend.backend(),
+        "tensorflow": tf.__version__,
+        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
+    }
+    try:
+        with open("/proc/cpuinfo") as cpuinfo:
+            info["cpu_model"] = next(line.split(":", 1)[1].strip()
+                                     for line in cpuinfo
+                                     if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return info
+
+
+def run(train, test, config, compared=None, progress=True):
+    """Runs every method with every seed; returns `(runs, summary)`.
+
+    Args:
+        train, test: unbatched `tf.data.Dataset`s of `(uint8 image, label)`.
+        config: dict with `epochs`, `batch_size`, `seeds`, `learning_rate`,
+            `jit_compile`, `train_examples`, `input_shape`, `classes`, and
+            optionally `target` / `target_gap`.
+        compared: dict name -> options (see `methods`); defaults to all.
+    """
+    compared = compared or methods()
+    train_batches = data_utils.training_pipeline(
+        train, config["batch_size"], seed=config["seeds"][0])
+    test_batches = data_utils.evaluation_pipeline(test, 500)
+    for _ in train.concatenate(test):  # Fill the decoding caches once.
+        pass
+    bar = None
+    if progress:
+        bar = keras.utils.Progbar(
+            len(compared) * len(config["seeds"]) * config["epochs"],
+            unit_name="epoch")
+    runs = {name: [] for name in compared}
+    for seed in config["seeds"]:
+        keras.utils.set_random_seed(seed)
+        initial = _network(config).get_weights()
+        for name, options in compared.items():
+            runs[name].append(train_one(options, initial, train_batches,
+                                        test_batches, config, seed, bar))
+    summary = summarize(runs, config.get("target_gap", 0.005),
+                        config.get("target"))
+    return runs, summary
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(
+        prog="keras-sb bench",
+        description="Time-to-accuracy of Selective-Backprop vs plain Keras, "
+                    "a uniform-subset control and importance sampling.")
+    parser.add_argument("--dataset", default="cifar10",
+                        choices=sorted(datasets.DATASETS))
+    parser.add_argument("--path", default=None,
+                        help="local copy (folder or .tar.xz); default: TFDS")
+    parser.add_argument("--data-dir", default=None, help="TFDS data dir")
+    parser.add_argument("--train-size", type=int, default=None,
+                        help="use the first N training images (default all)")
+    parser.add_argument("--test-size", type=int, default=None)
+    parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--learning-rate", type=float, default=0.1)
+    parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64],
+                        help="channels per ResNet stage (ResNet-18 class: "
+                             "64 128 256 512 with --blocks 2)")
+    parser.add_argument("--blocks", type=int, default=1,
+                        help="basic blocks per stage")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--betas", type=float, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--reference-beta", type=float, default=2.0,
+                        help="beta whose backprop fraction 1/(beta+1) the "
+                             "uniform and importance baselines use")
+    parser.add_argument("--target", type=float, default=None,
+                        help="target test accuracy (default: plain's final "
+                             "accuracy minus --target-gap)")
+    parser.add_argument("--target-gap", type=float, default=0.005)
+    parser.add_argument("--jit-compile", default="auto",
+                        choices=["auto", "true", "false"])
+    parser.add_argument("--quick", action="store_true",
+                        help=f"a few minutes: {QUICK}")
+    parser.add_argument("--output", default="time_to_accuracy",
+                        help="name of the result files")
+    parser.add_argument("--results-dir", default=os.path.join("benchmarks",
+                                                              "results"))
+    args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            if getattr(args, key) in (None, parser.get_default(key)):
+                setattr(args, key, value)
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    train = datasets.load(args.dataset, "train", args.path, args.data_dir,
+                          limit=args.train_size)
+    test = datasets.load(args.dataset, "test", args.path, args.data_dir,
+                         limit=args.test_size)
+    train_examples = int(train.reduce(0, lambda count, _: count + 1))
+    image_shape = tuple(train.element_spec[0].shape)
+    config = {
+        "dataset": args.dataset,
+        "epochs": args.epochs,
+        "batch_size": args.batch_size,
+        "learning_rate": args.learning_rate,
+        "seeds": args.seeds,
+        "jit_compile": {"auto": "auto", "true": True,
+                        "false": False}[args.jit_compile],
+        "train_examples": train_examples,
+        "input_shape": image_shape,
+        "classes": datasets.num_classes(args.dataset),
+        "target": args.target,
+        "target_gap": args.target_gap,
+        "widths": args.widths,
+        "blocks_per_stage": args.blocks,
+        "model": f"small_resnet (widths {args.widths}, {args.blocks} "
+                 "basic block(s) per stage)",
+        "augmentation": "random crop (4 px padding) + horizontal flip",
+        "optimizer": "SGD nesterov momentum 0.9, weight decay 5e-4, "
+                     "per-epoch cosine learning rate",
+        "selection_start": "1ep (default priming epoch)",
+    }
+    compared = methods(args.betas, args.reference_beta)
+    print(f"{args.dataset}: {train_examples} training images, "
+          f"{len(compared)} methods x {len(args.seeds)} seeds x "
+          f"{args.epochs} epochs")
+    runs, summary = run(train, test, config, compared)
+    os.makedirs(args.results_dir, exist_ok=True)
+    stem = os.path.join(args.results_dir, args.output)
+    result = {
+        "command": " ".join(["keras-sb bench"] + (argv if argv is not None
+                                                   else sys.argv[1:])),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
+        "machine": machine(),
+        "config": {k: (list(v) if isinstance(v, tuple) else v)
+                   for k, v in config.items()},
+        "summary": summary,
+        "runs": runs,
+    }
+    with open(stem + ".json", "w") as file:
+        json.dump(result, file, indent=2)
+    plot(runs, summary, stem + ".png")
+    print(format_summary(summary))
+    print(f"wrote {stem}.json and {stem}.png")
+    return result
+
+
+def format_summary(summary):
+    """The summary as a Markdown table."""
+    lines = [
+        f"target test accuracy: {summary['target_accuracy']:.4f}",
+        "",
+        "| method | reached target | time to target (s) | speedup vs plain "
+        "| final accuracy | backprops |",
+        "|---|---|---|---|---|---|",
+    ]
+    for name, row in summary["methods"].items():
+        times = ", ".join("-" if t is None else f"{t:.0f}"
+                          for t in row["seconds_to_target"])
+        speedups = ", ".join("-" if s is None else f"{s:.2f}x"
+                             for s in row["speedup_vs_plain"])
+        finals = ", ".join(f"{a:.4f}" for a in row["final_accuracy"])
+        backprops = ", ".join(str(b) for b in row["total_backprops"])
+        lines.append(f"| {name} | {row['reached_target']} | {times} | "
+                     f"{speedups} | {finals} | {backprops} |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()

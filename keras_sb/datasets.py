@@ -1,0 +1,175 @@
+"""Image classification datasets of the Selective-Backprop paper.
+
+`load` returns a split of CIFAR-10, CIFAR-100 or SVHN as an unbatched
+`tf.data.Dataset` of `(uint8 image, int32 label)`, decoded once and cached in
+memory, from one of two sources:
+
+- a local copy, when `path` is given: a folder laid out as
+  `<path>/<split>/<class name>/<image file>` (class folders in label order,
+  e.g. the CIFAR-10 JPEG copy in `../shared/data`), or a `.tar.xz` /
+  `.tar.gz` / `.tar` archive holding one such folder, extracted once (into
+  `~/.keras/datasets` by default);
+- TensorFlow Datasets (`tfds.load`) otherwise, which needs the data already
+  in `data_dir` or a network connection.
+
+Batching, shuffling and augmentation are in `keras_sb.data`.
+"""
+
+import os
+import tarfile
+
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
+                   "frog", "horse", "ship", "truck")
+
+# name: (TFDS name, number of classes, class folder names of a local copy)
+DATASETS = {
+    "cifar10": ("cifar10", 10, CIFAR10_CLASSES),
+    "cifar100": ("cifar100", 100, None),
+    "svhn": ("svhn_cropped", 10, None),
+}
+SPLITS = ("train", "test")
+_ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar")
+
+
+def num_classes(name):
+    """Number of classes of dataset `name`."""
+    return DATASETS[_check_name(name)][1]
+
+
+def load(name, split, path=None, data_dir=None, extract_dir=None, limit=None):
+    """Loads one split of an image classification dataset.
+
+    Args:
+        name: `"cifar10"`, `"cifar100"` or `"svhn"`.
+        split: `"train"` or `"test"`.
+        path: a local copy: a folder with `<split>/<class>/` subfolders, or an
+            archive of one such folder. None: use TensorFlow Datasets.
+        data_dir: TFDS data directory (when `path` is None).
+        limit: keep only the first `limit` examples (None: all). The
+            examples of a local copy come in a fixed shuffled order, so any
+            prefix holds every class.
+        extract_dir: where an archive is extracted (once). Defaults to
+            `~/.keras/datasets/<archive name>` (`$KERAS_HOME/datasets/...`).
+
+    Returns:
+        An unbatched `tf.data.Dataset` of `(image, label)`: uint8 images of
+        shape `(height, width, 3)` and int32 labels. Decoding is cached: the
+        first full pass decodes, later passes (epochs) read memory.
+
+    Example:
+
+    ```python
+    train = keras_sb.datasets.load(
+        "cifar10", "train", path="../shared/data/cifar10-jpeg.tar.xz")
+    train = keras_sb.data.training_pipeline(train, batch_size=128)
+    ```
+    """
+    _check_name(name)
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
+    if path is not None:
+        dataset = _load_folder(name, split, _as_folder(path, extract_dir))
+    else:
+        dataset = _load_tfds(name, split, data_dir)
+    if limit is not None:
+        dataset = dataset.take(limit)
+    return dataset.cache()
+
+
+def _check_name(name):
+    if name not in DATASETS:
+        raise ValueError(
+            f"`name` must be one of {sorted(DATASETS)}. Received: name={name!r}"
+        )
+    return name
+
+
+def _as_folder(path, extract_dir):
+    """The dataset folder at `path`, extracting `path` if it is an archive."""
+    if os.path.isdir(path):
+        return path
+    if not os.path.isfile(path) or not path.endswith(_ARCHIVE_SUFFIXES):
+        raise ValueError(
+            "`path` must be a dataset folder or a .tar(.xz/.gz) archive of "
+            f"one. Received: path={path!r}"
+        )
+    if extract_dir is None:
+        base = os.path.basename(path)
+        for suffix in _ARCHIVE_SUFFIXES:
+            base = base.removesuffix(suffix)
+        keras_home = os.environ.get("KERAS_HOME",
+                                    os.path.join(os.path.expanduser("~"), ".keras"))
+        extract_dir = os.path.join(keras_home, "datasets", base)
+    done = os.path.join(extract_dir, ".extracted")
+    if not os.path.exists(done):
+        os.makedirs(extract_dir, exist_ok=True)
+        with tarfile.open(path) as archive:
+            archive.extractall(extract_dir, filter="data")
+        open(done, "w").close()
+    entries = [e for e in os.listdir(extract_dir) if not e.startswith(".")]
+    if len(entries) == 1 and os.path.isdir(os.path.join(extract_dir, entries[0])):
+        return os.path.join(extract_dir, entries[0])
+    return extract_dir
+
+
+def _load_folder(name, split, folder):
+    import keras
+    import tensorflow as tf
+
+    directory = os.path.join(folder, split)
+    if not os.path.isdir(directory):
+        raise ValueError(
+            f"No '{split}' folder in {folder!r}: a local copy must hold "
+            f"'{split}/<class name>/<image files>'."
+        )
+    class_names = DATASETS[name][2]
+    found = sorted(os.listdir(directory))
+    if class_names is None:
+        class_names = found
+    elif sorted(class_names) != found:
+        raise ValueError(
+            f"The class folders of {directory!r} are {found}; {name} needs "
+            f"{sorted(class_names)}."
+        )
+    first_class = os.path.join(directory, class_names[0])
+    first_file = os.path.join(first_class, sorted(os.listdir(first_class))[0])
+    height, width = tf.io.decode_image(
+        tf.io.read_file(first_file), channels=3, expand_animations=False
+    ).shape[:2]
+    # Files in a fixed shuffled order (seed 0), so that classes are mixed.
+    dataset = keras.utils.image_dataset_from_directory(
+        directory, class_names=list(class_names), batch_size=None,
+        shuffle=True, seed=0, verbose=False, image_size=(height, width),
+    )
+    return dataset.map(
+        lambda image, label: (tf.cast(tf.round(image), tf.uint8),
+                              tf.cast(label, tf.int32)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )
+
+
+def _load_tfds(name, split, data_dir):
+    try:
+        import tensorflow_datasets as tfds
+    except ImportError as error:
+        raise ImportError(
+            "Loading without `path` uses TensorFlow Datasets: "
+            "`pip install tensorflow-datasets`, or pass `path=` to a local "
+            "copy of the data."
+        ) from error
+    import tensorflow as tf
+
+    try:
+        dataset = tfds.load(DATASETS[name][0], split=split, as_supervised=True,
+                            data_dir=data_dir)
+    except Exception as error:  # Download failures come in many types.
+        raise RuntimeError(
+            f"TensorFlow Datasets could not load {DATASETS[name][0]!r} "
+            f"(data_dir={data_dir!r}); it is not prepared there and could not "
+            "be downloaded. Pass `path=` to a local copy of the data, or "
+            "prepare it with `tfds build` where there is a network."
+        ) from error
+    return dataset.map(
+        lambda image, label: (image, tf.cast(label, tf.int32)),
+        num_parallel_calls=tf.data.AUTOTUNE,
+    )

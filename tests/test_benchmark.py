@@ -1,0 +1,110 @@
+"""The time-to-accuracy harness and the `keras-sb` command line."""
+
+import json
+import os
+
+import pytest
+from test_datasets import write_image_folder
+
+from keras_sb import benchmark
+from keras_sb import cli
+from keras_sb import strategies
+
+
+def curve(seconds, accuracies, backprops_per_epoch):
+    return [{"epoch": i + 1, "seconds": s, "test_accuracy": a,
+             "backprops": (i + 1) * backprops_per_epoch,
+             "selected_fraction": 1.0}
+            for i, (s, a) in enumerate(zip(seconds, accuracies))]
+
+
+def test_time_to_target_and_speedups():
+    runs = {
+        "plain": [curve([10, 20, 30], [0.5, 0.7, 0.8], 100),
+                  curve([10, 20, 30], [0.5, 0.75, 0.82], 100)],
+        "fast": [curve([5, 10, 15], [0.6, 0.8, 0.81], 30),
+                 curve([5, 10, 15], [0.6, 0.7, 0.79], 30)],
+        "never": [curve([5, 10, 15], [0.1, 0.2, 0.3], 30)] * 2,
+    }
+    summary = benchmark.summarize(runs, target_gap=0.005)
+    # Target: mean plain final accuracy (0.81) minus half a point.
+    assert summary["target_accuracy"] == pytest.approx(0.805)
+    plain = summary["methods"]["plain"]
+    assert plain["seconds_to_target"] == [None, 30]
+    fast = summary["methods"]["fast"]
+    assert fast["seconds_to_target"] == [15, None]
+    assert fast["backprops_to_target"] == [90, None]
+    # Seed 0: plain never reached it, so no speedup; seed 1: fast did not.
+    assert fast["speedup_vs_plain"] == [None, None]
+    assert summary["methods"]["never"]["reached_target"] == "0/2"
+
+    summary = benchmark.summarize(runs, target=0.7)
+    assert summary["methods"]["fast"]["speedup_vs_plain"] == [
+        pytest.approx(20 / 10), pytest.approx(20 / 10)]
+    assert summary["methods"]["fast"]["speedup_vs_plain_mean"] == pytest.approx(2)
+    assert "| fast | 2/2 |" in benchmark.format_summary(summary)
+
+
+def test_methods_compare_on_equal_backprop_budget():
+    compared = benchmark.methods(betas=(1, 3), reference_beta=2)
+    assert list(compared) == ["plain", "sb-beta1", "sb-beta3", "uniform",
+                              "importance"]
+    assert compared["plain"] is None
+    uniform = compared["uniform"]["strategy"]
+    importance = compared["importance"]["strategy"]
+    assert isinstance(uniform, strategies.UniformSubset)
+    assert uniform.fraction == importance.fraction == pytest.approx(1 / 3)
+    assert importance.reweight
+
+
+def test_cosine_learning_rate_follows_the_epoch():
+    schedule = benchmark.cosine_learning_rate(0.1, epochs=4)
+    assert [round(schedule(e), 6) for e in range(4)] == [
+        0.1, round(0.05 * (1 + 2 ** -0.5), 6), 0.05,
+        round(0.05 * (1 - 2 ** -0.5), 6)]
+
+
+def test_bench_end_to_end_on_tiny_data(tmp_path):
+    """`keras-sb bench` on 200 generated 32x32 images: every method trains
+    from the same weights, records one point per epoch, and writes JSON and
+    a plot."""
+    folder = write_image_folder(tmp_path / "data", per_class=20, size=32)
+    results = tmp_path / "results"
+    result = benchmark.main([
+        "--path", folder, "--epochs", "2", "--seeds", "0", "--betas", "2",
+        "--batch-size", "32", "--results-dir", str(results),
+        "--output", "tiny", "--jit-compile", "false"])
+    with open(results / "tiny.json") as file:
+        saved = json.load(file)
+    assert os.path.getsize(results / "tiny.png") > 1000
+    assert saved["summary"] == json.loads(json.dumps(result["summary"]))
+    assert set(saved["runs"]) == {"plain", "sb-beta2", "uniform", "importance"}
+    for name, (points,) in saved["runs"].items():
+        assert [p["epoch"] for p in points] == [1, 2]
+        assert points[0]["seconds"] < points[1]["seconds"]
+        if name == "plain":
+            assert points[1]["backprops"] == 2 * 200
+        else:
+            # Epoch 1 primes on every example; epoch 2 selects.
+            assert points[0]["selected_fraction"] == 1.0
+            assert points[1]["selected_fraction"] < 1.0
+            assert points[1]["backprops"] < 2 * 200
+    assert saved["config"]["train_examples"] == 200
+    assert saved["machine"]["keras_backend"] == "tensorflow"
+    assert saved["command"].startswith("keras-sb bench --path")
+
+
+def test_command_line_help(capsys):
+    assert cli.main([]) == 0
+    assert "demo" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["bench", "--help"])
+    assert exit_info.value.code == 0
+    assert "--quick" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["demo", "--help"])
+    assert exit_info.value.code == 0
+    assert "--beta" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exit_info:
+        cli.main(["train"])
+    assert exit_info.value.code == 2

@@ -1,0 +1,162 @@
+"""Dataset loaders and the tf.data pipeline, on small generated images."""
+
+import os
+import tarfile
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from keras_sb import data
+from keras_sb import datasets
+
+
+def write_image_folder(root, per_class=3, size=8, classes=datasets.CIFAR10_CLASSES,
+                       splits=("train", "test")):
+    """`root/<split>/<class>/<n>.png`; every pixel of a class-k image is 20*k
+    (PNG is lossless, so labels can be checked against pixels)."""
+    for split in splits:
+        for label, name in enumerate(classes):
+            folder = os.path.join(root, split, name)
+            os.makedirs(folder, exist_ok=True)
+            for index in range(per_class):
+                image = np.full((size, size, 3), 20 * label, dtype="uint8")
+                image[0, 0, 0] = index  # Distinct files.
+                tf.io.write_file(os.path.join(folder, f"{index}.png"),
+                                 tf.io.encode_png(image))
+    return str(root)
+
+
+def examples(dataset):
+    return [(image.numpy(), int(label)) for image, label in dataset]
+
+
+class TestLocalCopy:
+    def test_labels_match_images_and_classes_are_mixed(self, tmp_path):
+        folder = write_image_folder(tmp_path / "cifar")
+        loaded = examples(datasets.load("cifar10", "train", path=folder))
+        assert len(loaded) == 30
+        for image, label in loaded:
+            assert image.dtype == np.uint8 and image.shape == (8, 8, 3)
+            assert image[1:, 1:].min() == image[1:, 1:].max() == 20 * label
+        first_labels = [label for _, label in loaded[:10]]
+        assert len(set(first_labels)) > 3  # Not sorted by class.
+        test = datasets.load("cifar10", "test", path=folder)
+        assert test.element_spec[1].dtype == tf.int32
+
+    def test_limit_and_same_order_every_time(self, tmp_path):
+        folder = write_image_folder(tmp_path / "cifar")
+        first = [label for _, label in examples(
+            datasets.load("cifar10", "train", path=folder, limit=12))]
+        again = [label for _, label in examples(
+            datasets.load("cifar10", "train", path=folder, limit=12))]
+        assert len(first) == 12 and first == again
+
+    def test_archive_is_extracted_once(self, tmp_path):
+        folder = write_image_folder(tmp_path / "cifar10-jpeg")
+        archive = str(tmp_path / "cifar10-jpeg.tar.gz")
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(folder, arcname="cifar10-jpeg")
+        extract_dir = str(tmp_path / "extracted")
+        loaded = examples(datasets.load("cifar10", "test", path=archive,
+                                        extract_dir=extract_dir))
+        assert len(loaded) == 30
+        with open(archive, "wb") as file:  # A second load must not read it.
+            file.write(b"not an archive")
+        again = examples(datasets.load("cifar10", "test", path=archive,
+                                       extract_dir=extract_dir))
+        assert len(again) == 30
+        os.remove(archive)
+        with pytest.raises(ValueError, match="Received: path="):
+            datasets.load("cifar10", "test", path=archive)
+
+    def test_wrong_class_folders(self, tmp_path):
+        folder = write_image_folder(tmp_path / "x", classes=("a", "b"))
+        with pytest.raises(ValueError, match="class folders"):
+            datasets.load("cifar10", "train", path=folder)
+        # CIFAR-100 and SVHN take the folder names, sorted, as classes.
+        loaded = examples(datasets.load("cifar100", "train", path=folder))
+        assert sorted({label for _, label in loaded}) == [0, 1]
+
+    def test_missing_split(self, tmp_path):
+        folder = write_image_folder(tmp_path / "x", splits=("train",))
+        with pytest.raises(ValueError, match="No 'test' folder"):
+            datasets.load("cifar10", "test", path=folder)
+
+    @pytest.mark.parametrize("kwargs, match", [
+        ({"name": "mnist", "split": "train"}, "Received: name='mnist'"),
+        ({"name": "cifar10", "split": "validation"}, "Received: split="),
+        ({"name": "cifar10", "split": "train", "path": "/no/such/file.zip"},
+         "Received: path="),
+    ])
+    def test_bad_arguments(self, kwargs, match):
+        with pytest.raises(ValueError, match=match):
+            datasets.load(**kwargs)
+
+
+@pytest.mark.parametrize("name, classes", [("cifar10", 10), ("cifar100", 100),
+                                           ("svhn", 10)])
+def test_tfds_source(name, classes):
+    tfds = pytest.importorskip("tensorflow_datasets")
+    with tfds.testing.mock_data(num_examples=6):
+        loaded = examples(datasets.load(name, "train"))
+    assert len(loaded) == 6
+    for image, label in loaded:
+        assert image.dtype == np.uint8 and image.shape == (32, 32, 3)
+        assert 0 <= label < classes
+    assert datasets.num_classes(name) == classes
+
+
+class TestPipeline:
+    def test_pad_crop_flip_is_a_shifted_possibly_flipped_window(self):
+        tf.random.set_seed(0)
+        image = tf.reshape(tf.range(1, 8 * 8 + 1, dtype=tf.int32), (8, 8, 1))
+        padded = np.pad(image.numpy(), ((2, 2), (2, 2), (0, 0)))
+        windows = {}
+        for dy in range(5):
+            for dx in range(5):
+                window = padded[dy:dy + 8, dx:dx + 8]
+                windows[window.tobytes()] = (dy, dx, False)
+                windows[window[:, ::-1].tobytes()] = (dy, dx, True)
+        seen = [windows[data.pad_crop_flip(image, padding=2).numpy().tobytes()]
+                for _ in range(200)]  # KeyError if not a window.
+        flips = np.mean([flipped for _, _, flipped in seen])
+        # Binomial(200, 0.5): 5 standard deviations is 0.18.
+        assert abs(flips - 0.5) < 0.18
+        assert len({(dy, dx) for dy, dx, _ in seen}) > 15  # Of 25 offsets.
+
+    def test_training_pipeline_covers_each_example_once_per_epoch(self):
+        images = np.zeros((50, 4, 4, 3), dtype="uint8") + 255
+        ids = np.arange(50, dtype="int32")
+        dataset = tf.data.Dataset.from_tensor_slices((images, ids))
+        batches = data.training_pipeline(dataset, 16, seed=0)
+        epochs = []
+        for _ in range(2):
+            seen = []
+            sizes = []
+            for x, y in batches:
+                assert x.dtype == tf.float32 and x.shape[1:] == (4, 4, 3)
+                assert 0.0 <= float(tf.reduce_min(x))
+                assert float(tf.reduce_max(x)) == 1.0
+                sizes.append(int(x.shape[0]))
+                seen.extend(y.numpy().tolist())
+            assert sizes == [16, 16, 16, 2]
+            assert sorted(seen) == list(range(50))
+            epochs.append(seen)
+        assert epochs[0] != epochs[1]  # Reshuffled every epoch.
+
+    def test_evaluation_pipeline_keeps_order_and_values(self):
+        images = np.arange(10 * 2 * 2 * 3, dtype="uint8").reshape(10, 2, 2, 3)
+        dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(10)))
+        x, y = next(iter(data.evaluation_pipeline(dataset, 10)))
+        np.testing.assert_allclose(x.numpy(), images / 255.0, rtol=1e-6)
+        assert y.numpy().tolist() == list(range(10))
+
+    @pytest.mark.parametrize("batch_size", [0, -1, 2.5, None, True])
+    def test_bad_batch_size(self, batch_size):
+        dataset = tf.data.Dataset.from_tensor_slices((np.zeros((4, 2, 2, 3)),
+                                                      np.zeros(4)))
+        with pytest.raises(ValueError, match="Received: batch_size="):
+            data.training_pipeline(dataset, batch_size)
+        with pytest.raises(ValueError, match="Received: batch_size="):
+            data.evaluation_pipeline(dataset, batch_size)

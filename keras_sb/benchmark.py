@@ -142,6 +142,13 @@ def _network(config):
                         blocks_per_stage=config.get("blocks_per_stage", 1))
 
 
+def _epochs(config, options):
+    """Epochs of a method: `selective_epochs` for all but plain training."""
+    if options is None:
+        return config["epochs"]
+    return config.get("selective_epochs") or config["epochs"]
+
+
 def train_one(options, initial_weights, train, test, config, seed,
               progress=None):
     """Trains one method from `initial_weights`; returns its learning curve."""
@@ -159,10 +166,11 @@ def train_one(options, initial_weights, train, test, config, seed,
         metrics=["accuracy"],
         jit_compile=config["jit_compile"],
     )
+    epochs = _epochs(config, options)
     curve = LearningCurve(config["train_examples"], progress)
     schedule = keras.callbacks.LearningRateScheduler(
-        cosine_learning_rate(config["learning_rate"], config["epochs"]))
-    model.fit(train, epochs=config["epochs"], validation_data=test,
+        cosine_learning_rate(config["learning_rate"], epochs))
+    model.fit(train, epochs=epochs, validation_data=test,
               callbacks=[schedule, curve], verbose=0)
     return curve.points
 
@@ -188,7 +196,9 @@ def summarize(runs, target_gap=0.005, target=None):
     if target is None:
         plain_final = [points[-1]["test_accuracy"] for points in runs["plain"]]
         target = float(np.mean(plain_final)) - target_gap
-    plain_times = [time_to_accuracy(points, target) for points in runs["plain"]]
+    seeds = max(len(per_seed) for per_seed in runs.values())
+    plain_times = [time_to_accuracy(points, target)
+                   for points in runs.get("plain", [])] or [None] * seeds
     summary = {"target_accuracy": target, "methods": {}}
     for name, per_seed in runs.items():
         reached = [time_to_accuracy(points, target) for points in per_seed]
@@ -285,7 +295,8 @@ def run(train, test, config, compared=None, progress=True):
     bar = None
     if progress:
         bar = keras.utils.Progbar(
-            len(compared) * len(config["seeds"]) * config["epochs"],
+            len(config["seeds"]) * sum(_epochs(config, options)
+                                       for options in compared.values()),
             unit_name="epoch")
     runs = {name: [] for name in compared}
     for seed in config["seeds"]:
@@ -313,6 +324,12 @@ def parse_args(argv=None):
                         help="use the first N training images (default all)")
     parser.add_argument("--test-size", type=int, default=None)
     parser.add_argument("--epochs", type=int, default=10)
+    parser.add_argument("--selective-epochs", type=int, default=None,
+                        help="epochs of every method but plain (default "
+                             "--epochs), to compare at equal wall-clock time")
+    parser.add_argument("--methods", nargs="+", default=None,
+                        help="run only these methods (e.g. plain sb-beta2 "
+                             "uniform); without plain, give --target")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64],
@@ -347,6 +364,16 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
+    compared = methods(args.betas, args.reference_beta)
+    if args.methods:
+        unknown = sorted(set(args.methods) - set(compared))
+        if unknown:
+            raise ValueError(f"Unknown methods {unknown}; the methods are "
+                             f"{list(compared)}. Received: --methods "
+                             f"{' '.join(args.methods)}")
+        compared = {name: compared[name] for name in args.methods}
+    if "plain" not in compared and args.target is None:
+        raise ValueError("Without the plain method, give --target.")
     train = datasets.load(args.dataset, "train", args.path, args.data_dir,
                           limit=args.train_size)
     test = datasets.load(args.dataset, "test", args.path, args.data_dir,
@@ -356,6 +383,7 @@ def main(argv=None):
     config = {
         "dataset": args.dataset,
         "epochs": args.epochs,
+        "selective_epochs": args.selective_epochs,
         "batch_size": args.batch_size,
         "learning_rate": args.learning_rate,
         "seeds": args.seeds,
@@ -375,7 +403,6 @@ def main(argv=None):
                      "per-epoch cosine learning rate",
         "selection_start": "1ep (default priming epoch)",
     }
-    compared = methods(args.betas, args.reference_beta)
     print(f"{args.dataset}: {train_examples} training images, "
           f"{len(compared)} methods x {len(args.seeds)} seeds x "
           f"{args.epochs} epochs")

@@ -45,6 +45,22 @@ def test_time_to_target_and_speedups():
     assert "| fast | 2/2 |" in benchmark.format_summary(summary)
 
 
+def test_summary_without_plain():
+    runs = {"fast": [curve([5, 10], [0.6, 0.8], 30)]}
+    summary = benchmark.summarize(runs, target=0.7)
+    assert summary["methods"]["fast"]["seconds_to_target"] == [10]
+    assert summary["methods"]["fast"]["speedup_vs_plain"] == [None]
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["--methods", "plain", "sgd"], r"Unknown methods \['sgd'\]"),
+    (["--methods", "uniform"], "give --target"),
+])
+def test_bad_method_selection(argv, match):
+    with pytest.raises(ValueError, match=match):
+        benchmark.main(argv)
+
+
 def test_methods_compare_on_equal_backprop_budget():
     compared = benchmark.methods(betas=(1, 3), reference_beta=2)
     assert list(compared) == ["plain", "sb-beta1", "sb-beta3", "uniform",

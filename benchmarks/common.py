@@ -2,7 +2,6 @@
 
 import json
 import os
-import platform
 import subprocess
 import sys
 import tarfile
@@ -10,10 +9,10 @@ import time
 
 import numpy as np
 
+from keras_sb import datasets
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
-CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog",
-                   "frog", "horse", "ship", "truck")
 
 
 def cifar10_folder():
@@ -52,7 +51,7 @@ def load_cifar10():
         arrays = {}
         for split in ("train", "test"):
             images, labels = [], []
-            for label, name in enumerate(CIFAR10_CLASSES):
+            for label, name in enumerate(datasets.CIFAR10_CLASSES):
                 directory = os.path.join(folder, split, name)
                 for file in sorted(os.listdir(directory)):
                     with Image.open(os.path.join(directory, file)) as image:
@@ -104,32 +103,10 @@ class EpochTimer:
 
 
 def machine():
-    """Description of this machine and the software versions."""
-    import keras
+    """This machine, the software versions and the git commit."""
+    from keras_sb.benchmark import machine as keras_sb_machine
 
-    info = {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "python": sys.version.split()[0],
-        "keras": keras.__version__,
-        "keras_backend": keras.backend.backend(),
-    }
-    try:
-        import tensorflow as tf
-
-        info["tensorflow"] = tf.__version__
-        info["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
-    except ImportError:
-        pass
-    try:
-        info["cpu_model"] = next(
-            line.split(":", 1)[1].strip()
-            for line in open("/proc/cpuinfo")
-            if line.startswith("model name")
-        )
-    except (OSError, StopIteration):
-        pass
+    info = keras_sb_machine()
     try:
         info["git_commit"] = subprocess.check_output(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True

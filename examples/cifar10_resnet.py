@@ -10,7 +10,6 @@ ResNet-18-class network (`--widths 64 128 256 512 --blocks 2`), more epochs
 """
 
 import argparse
-import math
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -18,6 +17,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 import keras  # noqa: E402
 
 import keras_sb  # noqa: E402
+from keras_sb.benchmark import cosine_learning_rate  # noqa: E402
 from keras_sb.benchmark import small_resnet  # noqa: E402
 
 
@@ -47,7 +47,7 @@ def main():
     # The optimizer takes fewer steps per epoch than plain training (one per
     # backprop batch), so the learning rate follows the epoch.
     schedule = keras.callbacks.LearningRateScheduler(
-        lambda epoch: 0.05 * (1 + math.cos(math.pi * epoch / args.epochs)))
+        cosine_learning_rate(0.1, args.epochs))
     model.fit(train, epochs=args.epochs, validation_data=test,
               callbacks=[schedule])
     model.save("cifar10_resnet_sb.keras")

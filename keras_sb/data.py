@@ -10,8 +10,6 @@ parallel, and prefetches so that the accelerator is not kept waiting.
 
 import keras
 
-AUTOTUNE = -1  # tf.data.AUTOTUNE
-
 
 def _first_leaf(structure):
     leaves = [leaf for leaf in keras.tree.flatten(structure) if leaf is not None]
@@ -112,6 +110,8 @@ def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
     model.fit(keras_sb.data.training_pipeline(train, 128), epochs=30)
     ```
     """
+    import tensorflow as tf
+
     _check_batch_size(batch_size)
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed,
@@ -119,11 +119,9 @@ def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
     if augment:
         dataset = dataset.map(
             lambda image, label: (pad_crop_flip(image, padding), label),
-            num_parallel_calls=AUTOTUNE,
+            num_parallel_calls=tf.data.AUTOTUNE,
         )
-    return (dataset.batch(batch_size, num_parallel_calls=AUTOTUNE)
-            .map(scale_images, num_parallel_calls=AUTOTUNE)
-            .prefetch(AUTOTUNE))
+    return _batch_and_scale(dataset, batch_size)
 
 
 def evaluation_pipeline(dataset, batch_size):
@@ -137,9 +135,15 @@ def evaluation_pipeline(dataset, batch_size):
         A `tf.data.Dataset` of `(float32 images in [0, 1], labels)` batches.
     """
     _check_batch_size(batch_size)
-    return (dataset.batch(batch_size, num_parallel_calls=AUTOTUNE)
-            .map(scale_images, num_parallel_calls=AUTOTUNE)
-            .prefetch(AUTOTUNE))
+    return _batch_and_scale(dataset, batch_size)
+
+
+def _batch_and_scale(dataset, batch_size):
+    import tensorflow as tf
+
+    return (dataset.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
+            .map(scale_images, num_parallel_calls=tf.data.AUTOTUNE)
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def _check_batch_size(batch_size):

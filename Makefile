@@ -1,6 +1,6 @@
 # Two entry points that work on a fresh machine (see README.md):
 #   make demo   set up .venv and run the demo
-#   make test   set up .venv and run the test suite
+#   make test   set up .venv and run the test suite, on TensorFlow then JAX
 #   make bench  set up .venv and run the benchmarks (about an hour)
 PYTHON ?= python3
 VENV ?= .venv
@@ -13,13 +13,14 @@ $(BIN)/python:
 	$(BIN)/python -m pip install -q --upgrade pip
 
 setup: $(BIN)/python
-	$(BIN)/python -m pip install -q -c constraints.txt -e ".[cpu,test,demo,bench]"
+	$(BIN)/python -m pip install -q -c constraints.txt -e ".[cpu,jax,test,demo,bench]"
 
 demo: setup
 	$(BIN)/python examples/demo.py
 
 test: setup
-	$(BIN)/python -m pytest -q tests
+	KERAS_BACKEND=tensorflow $(BIN)/python -m pytest -q tests
+	KERAS_BACKEND=jax $(BIN)/python -m pytest -q tests
 
 bench: setup
 	$(BIN)/python benchmarks/throughput.py

@@ -16,9 +16,12 @@ setup(
         # TensorFlow: the CPU build on machines without a GPU.
         "cpu": ["tensorflow-cpu>=2.21"],
         "gpu": ["tensorflow[and-cuda]>=2.21"],
+        # JAX: KERAS_BACKEND=jax (use jax[cuda12] or jax[cuda13] on GPUs).
+        "jax": ["jax"],
         "demo": ["scikit-learn"],
         "data": ["tensorflow-datasets"],
-        "test": ["pytest", "scikit-learn", "tensorflow-datasets"],
+        "test": ["pytest", "scikit-learn", "tensorflow-datasets", "jax",
+                 "pillow"],
         "bench": ["matplotlib", "pillow", "tensorflow-datasets"],
     },
     classifiers=[

@@ -82,26 +82,6 @@ def small_cnn(keras, inputs_shape=(32, 32, 3), classes=10):
     return inputs, outputs
 
 
-class EpochTimer:
-    """A Keras callback recording the wall-clock time of each epoch."""
-
-    def __new__(cls):
-        import keras
-
-        class _EpochTimer(keras.callbacks.Callback):
-            def __init__(self):
-                super().__init__()
-                self.times = []
-
-            def on_epoch_begin(self, epoch, logs=None):
-                self._start = time.perf_counter()
-
-            def on_epoch_end(self, epoch, logs=None):
-                self.times.append(time.perf_counter() - self._start)
-
-        return _EpochTimer()
-
-
 def machine():
     """This machine, the software versions and the git commit."""
     from keras_sb.benchmark import machine as keras_sb_machine

@@ -31,10 +31,10 @@ import keras  # noqa: E402
 import numpy as np  # noqa: E402
 
 import keras_sb  # noqa: E402
-from common import EpochTimer  # noqa: E402
 from common import load_cifar10  # noqa: E402
 from common import small_cnn  # noqa: E402
 from common import write_result  # noqa: E402
+from keras_sb.benchmark import EpochTimer  # noqa: E402
 
 
 def build(selective, init_seed, **options):

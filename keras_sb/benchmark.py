@@ -25,6 +25,7 @@ Run `keras-sb bench --help` (or `python benchmarks/time_to_accuracy.py`).
 """
 
 import argparse
+import importlib.util
 import json
 import math
 import os
@@ -44,33 +45,44 @@ QUICK = {"train_size": 2048, "test_size": 1000, "epochs": 4}
 
 
 def small_resnet(input_shape=(32, 32, 3), classes=10, widths=(16, 32, 64),
-                 blocks_per_stage=1):
+                 blocks_per_stage=1, batch_norm_momentum=0.99):
     """A small CIFAR ResNet (basic blocks, BatchNorm), as a functional model.
 
     With the defaults it is a ResNet-8 (3 stages of one basic block); use
     `widths=(64, 128, 256, 512)` and `blocks_per_stage=2` for a
     ResNet-18-class network on a GPU.
+
+    `batch_norm_momentum` (Keras's default 0.99) sets how fast BatchNorm's
+    moving statistics follow the weights. Selective-Backprop scores examples
+    with those statistics (inference mode) and updates them only in backward
+    steps, so short schedules with large learning rates want a faster
+    average, e.g. 0.9 (PyTorch's default).
     """
     layers = keras.layers
+
+    def batch_norm():
+        return layers.BatchNormalization(momentum=batch_norm_momentum)
+
     inputs = keras.Input(input_shape)
     x = layers.Conv2D(widths[0], 3, padding="same", use_bias=False)(inputs)
-    x = layers.ReLU()(layers.BatchNormalization()(x))
+    x = layers.ReLU()(batch_norm()(x))
     for stage, width in enumerate(widths):
         for block in range(blocks_per_stage):
             strides = 2 if stage > 0 and block == 0 else 1
             shortcut = x
             y = layers.Conv2D(width, 3, strides=strides, padding="same",
                               use_bias=False)(x)
-            y = layers.ReLU()(layers.BatchNormalization()(y))
+            y = layers.ReLU()(batch_norm()(y))
             y = layers.Conv2D(width, 3, padding="same", use_bias=False)(y)
-            y = layers.BatchNormalization()(y)
+            y = batch_norm()(y)
             if strides != 1 or shortcut.shape[-1] != width:
                 shortcut = layers.Conv2D(width, 1, strides=strides,
                                          use_bias=False)(shortcut)
-                shortcut = layers.BatchNormalization()(shortcut)
+                shortcut = batch_norm()(shortcut)
             x = layers.ReLU()(layers.Add()([y, shortcut]))
     x = layers.GlobalAveragePooling2D()(x)
-    outputs = layers.Dense(classes, activation="softmax")(x)
+    # float32 softmax, also under a mixed precision policy.
+    outputs = layers.Dense(classes, activation="softmax", dtype="float32")(x)
     return keras.Model(inputs, outputs, name="small_resnet")
 
 
@@ -96,6 +108,32 @@ def cosine_learning_rate(base, epochs):
     return schedule
 
 
+def wait_for_device(model):
+    """Blocks until the training steps dispatched so far have run.
+
+    JAX (and TensorFlow on a GPU) return from a step before the device has
+    finished it; reading a value the last step wrote waits for it, so that
+    wall-clock times are not carried over into the next measurement.
+    """
+    keras.ops.convert_to_numpy(model.optimizer.iterations)
+
+
+class EpochTimer(keras.callbacks.Callback):
+    """Records the wall-clock seconds of each epoch in `times` (waiting for
+    the device at the end of each epoch)."""
+
+    def __init__(self):
+        super().__init__()
+        self.times = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._start = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        wait_for_device(self.model)
+        self.times.append(time.perf_counter() - self._start)
+
+
 class LearningCurve(keras.callbacks.Callback):
     """Records, per epoch: training seconds (validation excluded),
     examples backpropagated and validation accuracy."""
@@ -113,12 +151,14 @@ class LearningCurve(keras.callbacks.Callback):
         self._test_seconds = 0.0
 
     def on_test_begin(self, logs=None):
+        wait_for_device(self.model)
         self._test_start = time.perf_counter()
 
     def on_test_end(self, logs=None):
         self._test_seconds += time.perf_counter() - self._test_start
 
     def on_epoch_end(self, epoch, logs=None):
+        wait_for_device(self.model)
         self._seconds += (time.perf_counter() - self._epoch_start
                           - self._test_seconds)
         if "backprops" in logs:
@@ -139,7 +179,9 @@ class LearningCurve(keras.callbacks.Callback):
 def _network(config):
     return small_resnet(config["input_shape"], config["classes"],
                         widths=config.get("widths", (16, 32, 64)),
-                        blocks_per_stage=config.get("blocks_per_stage", 1))
+                        blocks_per_stage=config.get("blocks_per_stage", 1),
+                        batch_norm_momentum=config.get("batch_norm_momentum",
+                                                       0.99))
 
 
 def _epochs(config, options):
@@ -255,17 +297,25 @@ def plot(runs, summary, path):
 
 def machine():
     """This machine and the software versions."""
-    import tensorflow as tf
-
     info = {
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
         "python": sys.version.split()[0],
         "keras": keras.__version__,
         "keras_backend": keras.backend.backend(),
-        "tensorflow": tf.__version__,
-        "gpus": [d.name for d in tf.config.list_physical_devices("GPU")],
     }
+    if keras.backend.backend() == "jax":
+        import jax
+
+        info["jax"] = jax.__version__
+        info["devices"] = [f"{d.platform}: {d.device_kind}" for d in jax.devices()]
+    try:
+        import tensorflow as tf
+    except ImportError:
+        pass
+    else:
+        info["tensorflow"] = tf.__version__
+        info["gpus"] = [d.name for d in tf.config.list_physical_devices("GPU")]
     try:
         with open("/proc/cpuinfo") as cpuinfo:
             info["cpu_model"] = next(line.split(":", 1)[1].strip()
@@ -276,22 +326,40 @@ def machine():
     return info
 
 
+def pipelines(train, test, config):
+    """Training and test batches from a loaded dataset.
+
+    `train` and `test` are unbatched `tf.data.Dataset`s (`datasets.load`),
+    or `(images, labels)` NumPy arrays (`datasets.load_arrays`), which give
+    `data.ArrayPipeline`s and need no TensorFlow.
+    """
+    if isinstance(train, tuple):
+        return (
+            data_utils.ArrayPipeline(*train, config["batch_size"],
+                                     seed=config["seeds"][0]),
+            data_utils.ArrayPipeline(*test, 500, augment=False, shuffle=False),
+        )
+    train_batches = data_utils.training_pipeline(
+        train, config["batch_size"], seed=config["seeds"][0])
+    test_batches = data_utils.evaluation_pipeline(test, 500)
+    for _ in train.concatenate(test):  # Fill the decoding caches once.
+        pass
+    return train_batches, test_batches
+
+
 def run(train, test, config, compared=None, progress=True):
     """Runs every method with every seed; returns `(runs, summary)`.
 
     Args:
-        train, test: unbatched `tf.data.Dataset`s of `(uint8 image, label)`.
+        train, test: unbatched `tf.data.Dataset`s of `(uint8 image, label)`,
+            or `(images, labels)` NumPy arrays (see `pipelines`).
         config: dict with `epochs`, `batch_size`, `seeds`, `learning_rate`,
             `jit_compile`, `train_examples`, `input_shape`, `classes`, and
             optionally `target` / `target_gap`.
         compared: dict name -> options (see `methods`); defaults to all.
     """
     compared = compared or methods()
-    train_batches = data_utils.training_pipeline(
-        train, config["batch_size"], seed=config["seeds"][0])
-    test_batches = data_utils.evaluation_pipeline(test, 500)
-    for _ in train.concatenate(test):  # Fill the decoding caches once.
-        pass
+    train_batches, test_batches = pipelines(train, test, config)
     bar = None
     if progress:
         bar = keras.utils.Progbar(
@@ -337,6 +405,7 @@ def parse_args(argv=None):
                              "64 128 256 512 with --blocks 2)")
     parser.add_argument("--blocks", type=int, default=1,
                         help="basic blocks per stage")
+    parser.add_argument("--batch-norm-momentum", type=float, default=0.99)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--betas", type=float, nargs="+", default=[1, 2, 3])
     parser.add_argument("--reference-beta", type=float, default=2.0,
@@ -348,6 +417,13 @@ def parse_args(argv=None):
     parser.add_argument("--target-gap", type=float, default=0.005)
     parser.add_argument("--jit-compile", default="auto",
                         choices=["auto", "true", "false"])
+    parser.add_argument("--pipeline", default=None,
+                        choices=["tf.data", "numpy"],
+                        help="input pipeline (default: tf.data where "
+                             "TensorFlow is installed, else numpy, which "
+                             "needs --path)")
+    parser.add_argument("--mixed-precision", action="store_true",
+                        help="train in mixed_bfloat16 (for GPUs)")
     parser.add_argument("--quick", action="store_true",
                         help=f"a few minutes: {QUICK}")
     parser.add_argument("--output", default="time_to_accuracy",
@@ -355,6 +431,9 @@ def parse_args(argv=None):
     parser.add_argument("--results-dir", default=os.path.join("benchmarks",
                                                               "results"))
     args = parser.parse_args(argv)
+    if args.pipeline is None:
+        has_tensorflow = importlib.util.find_spec("tensorflow") is not None
+        args.pipeline = "tf.data" if has_tensorflow else "numpy"
     if args.quick:
         for key, value in QUICK.items():
             if getattr(args, key) in (None, parser.get_default(key)):
@@ -374,12 +453,22 @@ def main(argv=None):
         compared = {name: compared[name] for name in args.methods}
     if "plain" not in compared and args.target is None:
         raise ValueError("Without the plain method, give --target.")
-    train = datasets.load(args.dataset, "train", args.path, args.data_dir,
-                          limit=args.train_size)
-    test = datasets.load(args.dataset, "test", args.path, args.data_dir,
-                         limit=args.test_size)
-    train_examples = int(train.reduce(0, lambda count, _: count + 1))
-    image_shape = tuple(train.element_spec[0].shape)
+    if args.pipeline == "numpy":
+        if args.path is None:
+            raise ValueError("--pipeline numpy reads a local copy: give --path.")
+        train = datasets.load_arrays(args.dataset, "train", args.path,
+                                     limit=args.train_size)
+        test = datasets.load_arrays(args.dataset, "test", args.path,
+                                    limit=args.test_size)
+        train_examples = len(train[0])
+        image_shape = tuple(train[0].shape[1:])
+    else:
+        train = datasets.load(args.dataset, "train", args.path, args.data_dir,
+                              limit=args.train_size)
+        test = datasets.load(args.dataset, "test", args.path, args.data_dir,
+                             limit=args.test_size)
+        train_examples = int(train.reduce(0, lambda count, _: count + 1))
+        image_shape = tuple(train.element_spec[0].shape)
     config = {
         "dataset": args.dataset,
         "epochs": args.epochs,
@@ -396,9 +485,12 @@ def main(argv=None):
         "target_gap": args.target_gap,
         "widths": args.widths,
         "blocks_per_stage": args.blocks,
+        "batch_norm_momentum": args.batch_norm_momentum,
         "model": f"small_resnet (widths {args.widths}, {args.blocks} "
                  "basic block(s) per stage)",
         "augmentation": "random crop (4 px padding) + horizontal flip",
+        "pipeline": args.pipeline,
+        "dtype_policy": "mixed_bfloat16" if args.mixed_precision else "float32",
         "optimizer": "SGD nesterov momentum 0.9, weight decay 5e-4, "
                      "per-epoch cosine learning rate",
         "selection_start": "1ep (default priming epoch)",
@@ -406,6 +498,8 @@ def main(argv=None):
     print(f"{args.dataset}: {train_examples} training images, "
           f"{len(compared)} methods x {len(args.seeds)} seeds x "
           f"{args.epochs} epochs")
+    if args.mixed_precision:
+        keras.config.set_dtype_policy("mixed_bfloat16")
     runs, summary = run(train, test, config, compared)
     os.makedirs(args.results_dir, exist_ok=True)
     stem = os.path.join(args.results_dir, args.output)

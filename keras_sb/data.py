@@ -6,9 +6,26 @@ about the training data.
 float32 images in `[0, 1]`; the training one shuffles and applies the
 standard CIFAR augmentation (random crop with padding, horizontal flip) in
 parallel, and prefetches so that the accelerator is not kept waiting.
+
+`ArrayPipeline` does the same from NumPy arrays as a `keras.utils.PyDataset`,
+for any backend and without TensorFlow (e.g. JAX on a GPU machine).
 """
 
 import keras
+import numpy as np
+
+
+def require_tensorflow(what):
+    """Imports TensorFlow, or says clearly that `what` needs it."""
+    try:
+        import tensorflow as tf
+    except ImportError as error:
+        raise ImportError(
+            f"{what} needs TensorFlow (tf.data): `pip install tensorflow-cpu` "
+            "(or `tensorflow`). Without TensorFlow, use "
+            "`keras_sb.datasets.load_arrays` and `keras_sb.data.ArrayPipeline`."
+        ) from error
+    return tf
 
 
 def _first_leaf(structure):
@@ -69,7 +86,7 @@ def pad_crop_flip(image, padding=4):
     Returns:
         The augmented image, same shape and dtype.
     """
-    import tensorflow as tf
+    tf = require_tensorflow("keras_sb.data.pad_crop_flip")
 
     height, width, channels = image.shape
     padded = tf.image.resize_with_crop_or_pad(
@@ -81,7 +98,7 @@ def pad_crop_flip(image, padding=4):
 
 def scale_images(images, labels):
     """uint8 images to float32 in `[0, 1]` (a `tf.data` map function)."""
-    import tensorflow as tf
+    tf = require_tensorflow("keras_sb.data.scale_images")
 
     return tf.cast(images, tf.float32) / 255.0, labels
 
@@ -110,7 +127,7 @@ def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
     model.fit(keras_sb.data.training_pipeline(train, 128), epochs=30)
     ```
     """
-    import tensorflow as tf
+    tf = require_tensorflow("keras_sb.data.training_pipeline")
 
     _check_batch_size(batch_size)
     if shuffle_buffer:
@@ -139,7 +156,7 @@ def evaluation_pipeline(dataset, batch_size):
 
 
 def _batch_and_scale(dataset, batch_size):
-    import tensorflow as tf
+    tf = require_tensorflow("keras_sb.data.evaluation_pipeline")
 
     return (dataset.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
             .map(scale_images, num_parallel_calls=tf.data.AUTOTUNE)
@@ -151,3 +168,94 @@ def _check_batch_size(batch_size):
         raise ValueError(
             f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}"
         )
+
+
+def pad_crop_flip_batch(images, rng, padding=4):
+    """`pad_crop_flip` on a NumPy batch `(n, height, width, channels)`.
+
+    Each image gets its own crop offset and flip, drawn from the NumPy
+    generator `rng`.
+    """
+    n, height, width, _ = images.shape
+    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    # (n, offsets_y, offsets_x, channels, height, width), a view: no copy.
+    windows = np.lib.stride_tricks.sliding_window_view(
+        padded, (height, width), axis=(1, 2))
+    offsets = rng.integers(0, 2 * padding + 1, (2, n))
+    crops = windows[np.arange(n), offsets[0], offsets[1]]
+    flip = rng.random(n) < 0.5
+    crops[flip] = crops[flip, :, :, ::-1]
+    return crops.transpose(0, 2, 3, 1)
+
+
+class ArrayPipeline(keras.utils.PyDataset):
+    """Batches of NumPy images for `fit`, with the standard augmentation.
+
+    The NumPy counterpart of `training_pipeline` / `evaluation_pipeline`: a
+    `keras.utils.PyDataset` (any backend, no TensorFlow) that shuffles each
+    epoch, applies `pad_crop_flip_batch` and scales uint8 images to float32
+    in `[0, 1]`. Batches are prepared in `workers` threads ahead of the step.
+    Randomness depends only on `(seed, epoch, batch index)`, so runs with a
+    seed repeat exactly.
+
+    Args:
+        images: uint8 array `(n, height, width, channels)`.
+        labels: array `(n,)`.
+        batch_size: examples per batch, `>= 1`; the last batch of an epoch
+            may be smaller.
+        augment: whether to apply the random crop and flip.
+        shuffle: whether to shuffle each epoch.
+        seed: int seed (None: random).
+        padding: padding of the random crop.
+        workers: threads preparing batches.
+
+    Example:
+
+    ```python
+    images, labels = keras_sb.datasets.load_arrays("cifar10", "train", path)
+    model.fit(keras_sb.data.ArrayPipeline(images, labels, 128), epochs=30)
+    ```
+    """
+
+    def __init__(self, images, labels, batch_size, augment=True, shuffle=True,
+                 seed=None, padding=4, workers=4):
+        super().__init__(workers=workers, use_multiprocessing=False,
+                         max_queue_size=2 * workers)
+        _check_batch_size(batch_size)
+        if len(images) != len(labels):
+            raise ValueError(
+                "`images` and `labels` must have the same length. Received: "
+                f"{len(images)} images and {len(labels)} labels."
+            )
+        self.images = images
+        self.labels = labels
+        self.batch_size = batch_size
+        self.augment = augment
+        self.shuffle = shuffle
+        self.padding = padding
+        self._seed = int(np.random.default_rng(seed).integers(2**31))
+        self._epoch = 0
+        self._order = self._new_order()
+
+    def _new_order(self):
+        if not self.shuffle:
+            return np.arange(len(self.images))
+        return np.random.default_rng([self._seed, self._epoch]).permutation(
+            len(self.images))
+
+    def __len__(self):
+        return -(-len(self.images) // self.batch_size)
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"Batch {index} of {len(self)}.")
+        rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        images = self.images[rows]
+        if self.augment:
+            rng = np.random.default_rng([self._seed, self._epoch, index])
+            images = pad_crop_flip_batch(images, rng, self.padding)
+        return np.multiply(images, np.float32(1 / 255), dtype="float32"), self.labels[rows]
+
+    def on_epoch_end(self):
+        self._epoch += 1
+        self._order = self._new_order()

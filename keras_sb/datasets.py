@@ -12,6 +12,9 @@ memory, from one of two sources:
 - TensorFlow Datasets (`tfds.load`) otherwise, which needs the data already
   in `data_dir` or a network connection.
 
+`load_arrays` reads a local copy into NumPy arrays instead, without
+TensorFlow (for the JAX backend, e.g. on a GPU machine without TensorFlow).
+
 Batching, shuffling and augmentation are in `keras_sb.data`.
 """
 
@@ -65,8 +68,7 @@ def load(name, split, path=None, data_dir=None, extract_dir=None, limit=None):
     ```
     """
     _check_name(name)
-    if split not in SPLITS:
-        raise ValueError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
+    _check_split(split)
     if path is not None:
         dataset = _load_folder(name, split, _as_folder(path, extract_dir))
     else:
@@ -74,6 +76,66 @@ def load(name, split, path=None, data_dir=None, extract_dir=None, limit=None):
     if limit is not None:
         dataset = dataset.take(limit)
     return dataset.cache()
+
+
+def load_arrays(name, split, path, extract_dir=None, limit=None):
+    """Loads one split of a local copy as NumPy arrays, without TensorFlow.
+
+    The images are decoded with Pillow, in threads.
+
+    Args:
+        name: `"cifar10"`, `"cifar100"` or `"svhn"`.
+        split: `"train"` or `"test"`.
+        path: a folder with `<split>/<class>/` subfolders, or an archive of
+            one such folder (extracted once, as in `load`).
+        extract_dir: where an archive is extracted (see `load`).
+        limit: keep only the first `limit` examples (None: all). The
+            examples come in a fixed shuffled order, so any prefix holds
+            every class.
+
+    Returns:
+        Tuple `(images, labels)`: uint8 array `(n, height, width, 3)` and
+        int32 array `(n,)`.
+
+    Example:
+
+    ```python
+    images, labels = keras_sb.datasets.load_arrays(
+        "cifar10", "train", "../shared/data/cifar10-jpeg.tar.xz")
+    train = keras_sb.data.ArrayPipeline(images, labels, batch_size=128)
+    ```
+    """
+    import concurrent.futures
+
+    import numpy as np
+    from PIL import Image
+
+    _check_name(name)
+    _check_split(split)
+    directory = _split_folder(name, split, _as_folder(path, extract_dir))
+    class_names = _class_names(name, directory)
+    files, labels = [], []
+    for label, class_name in enumerate(class_names):
+        class_folder = os.path.join(directory, class_name)
+        for file in sorted(os.listdir(class_folder)):
+            files.append(os.path.join(class_folder, file))
+            labels.append(label)
+    order = np.random.default_rng(0).permutation(len(files))
+    if limit is not None:
+        order = order[:limit]
+
+    def decode(file):
+        with Image.open(file) as image:
+            return np.asarray(image.convert("RGB"))
+
+    with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
+        images = list(pool.map(decode, [files[i] for i in order], chunksize=256))
+    return np.stack(images), np.asarray(labels, dtype="int32")[order]
+
+
+def _check_split(split):
+    if split not in SPLITS:
+        raise ValueError(f"`split` must be one of {SPLITS}. Received: split={split!r}")
 
 
 def _check_name(name):
@@ -112,25 +174,39 @@ def _as_folder(path, extract_dir):
     return extract_dir
 
 
-def _load_folder(name, split, folder):
-    import keras
-    import tensorflow as tf
-
+def _split_folder(name, split, folder):
     directory = os.path.join(folder, split)
     if not os.path.isdir(directory):
         raise ValueError(
             f"No '{split}' folder in {folder!r}: a local copy must hold "
             f"'{split}/<class name>/<image files>'."
         )
+    return directory
+
+
+def _class_names(name, directory):
+    """Class folder names of `directory`, in label order."""
     class_names = DATASETS[name][2]
     found = sorted(os.listdir(directory))
     if class_names is None:
-        class_names = found
-    elif sorted(class_names) != found:
+        return found
+    if sorted(class_names) != found:
         raise ValueError(
             f"The class folders of {directory!r} are {found}; {name} needs "
             f"{sorted(class_names)}."
         )
+    return class_names
+
+
+def _load_folder(name, split, folder):
+    import keras
+
+    from keras_sb.data import require_tensorflow
+
+    tf = require_tensorflow("keras_sb.datasets.load")
+
+    directory = _split_folder(name, split, folder)
+    class_names = _class_names(name, directory)
     first_class = os.path.join(directory, class_names[0])
     first_file = os.path.join(first_class, sorted(os.listdir(first_class))[0])
     height, width = tf.io.decode_image(
@@ -157,8 +233,9 @@ def _load_tfds(name, split, data_dir):
             "`pip install tensorflow-datasets`, or pass `path=` to a local "
             "copy of the data."
         ) from error
-    import tensorflow as tf
+    from keras_sb.data import require_tensorflow
 
+    tf = require_tensorflow("keras_sb.datasets.load")
     try:
         dataset = tfds.load(DATASETS[name][0], split=split, as_supervised=True,
                             data_dir=data_dir)

@@ -193,6 +193,7 @@ class SelectiveBackpropModel(keras.Model):
         self._backprop_batch_size = backprop_batch_size
         self._seed = seed
         self._fit_batch_size = None
+        self._queue_from_next_build = False
         start_step, end_step = schedule.initial_thresholds(self._start, self._end)
         self.selection_state = SelectionState(
             self.history_size,
@@ -311,30 +312,38 @@ class SelectiveBackpropModel(keras.Model):
             window.set_model(self)
         else:
             callbacks = [window] + list(callbacks or [])
-        return super().fit(
-            x=x,
-            y=y,
-            batch_size=batch_size,
-            epochs=epochs,
-            verbose=verbose,
-            callbacks=callbacks,
-            validation_split=validation_split,
-            validation_data=validation_data,
-            shuffle=shuffle,
-            class_weight=class_weight,
-            sample_weight=sample_weight,
-            initial_epoch=initial_epoch,
-            steps_per_epoch=steps_per_epoch,
-            validation_steps=validation_steps,
-            validation_batch_size=validation_batch_size,
-            validation_freq=validation_freq,
-        )
+        self._queue_from_next_build = backend.STATELESS_STEP
+        try:
+            return super().fit(
+                x=x,
+                y=y,
+                batch_size=batch_size,
+                epochs=epochs,
+                verbose=verbose,
+                callbacks=callbacks,
+                validation_split=validation_split,
+                validation_data=validation_data,
+                shuffle=shuffle,
+                class_weight=class_weight,
+                sample_weight=sample_weight,
+                initial_epoch=initial_epoch,
+                steps_per_epoch=steps_per_epoch,
+                validation_steps=validation_steps,
+                validation_batch_size=validation_batch_size,
+                validation_freq=validation_freq,
+            )
+        finally:
+            self._queue_from_next_build = False
 
     def reset_metrics(self):
         super().reset_metrics()
         self.selection_state.reset_epoch()
 
     def make_train_function(self, force=False):
+        if backend.STATELESS_STEP:
+            # The queue was made by `_symbolic_build`, before `fit` gathered
+            # the training state.
+            return super().make_train_function(force=force)
         if self.train_function is not None and not force:
             return self.train_function
         compiled = None
@@ -361,6 +370,33 @@ class SelectiveBackpropModel(keras.Model):
         self.train_function = train_function
         return train_function
 
+    def _symbolic_build(self, iterator=None, data_batch=None):
+        # On JAX, `fit` and `train_on_batch` call this before they gather the
+        # training state, which must include the queue's variables.
+        if not self._queue_from_next_build:
+            # An `evaluate` or `predict` (or TensorFlow): no queue.
+            return super()._symbolic_build(iterator=iterator,
+                                           data_batch=data_batch)
+        self._queue_from_next_build = False
+        if data_batch is None:
+            # One batch, read as Keras does; `fit` resets the iterator next.
+            for _, _, batches in iterator:
+                if isinstance(batches, (list, tuple)):
+                    data_batch = batches[0]
+                else:
+                    data_batch = next(batches)
+                break
+        super()._symbolic_build(data_batch=data_batch)
+        if self._prepare_queue(data_batch):
+            self.train_function = None  # Its state has new variables.
+
+    def train_on_batch(self, *args, **kwargs):
+        self._queue_from_next_build = backend.STATELESS_STEP
+        try:
+            return super().train_on_batch(*args, **kwargs)
+        finally:
+            self._queue_from_next_build = False
+
     def _queue_signature(self, x, y, sample_weight):
         signature = [
             example_signature(leaf)
@@ -369,6 +405,20 @@ class SelectiveBackpropModel(keras.Model):
         if self._reweights():
             signature.append(((), "float32"))
         return signature
+
+    def _check_queue_signature(self, x, y, sample_weight):
+        signature = self._queue_signature(x, y, sample_weight)
+        expected = self.selection_state.queue_signature
+        if signature != expected:
+            raise ValueError(
+                "The training batches changed their per-example shapes or "
+                "dtypes: the queue of selected examples holds "
+                f"{expected}, this batch has {signature}. "
+                "SelectiveBackpropModel queues selected examples in "
+                "fixed-size buffers, so every input, target and sample weight "
+                "needs the same shape apart from the batch dimension in all "
+                "batches. Pad variable-length data to a fixed length."
+            )
 
     def _reweights(self):
         return bool(self.strategy.reweights)
@@ -422,8 +472,8 @@ class SelectiveBackpropModel(keras.Model):
         selected = selection.bernoulli(probabilities, state.seed_generator)
         return selected, probabilities
 
-    def _backward_if_full(self, is_full, queue, structure):
-        def step():
+    def _backward_if_full(self, is_full, queue, carry, structure):
+        def step(carry):
             if self._reweights():
                 batch, weights = queue[:-1], queue[-1]
             else:
@@ -431,11 +481,20 @@ class SelectiveBackpropModel(keras.Model):
             x, y, sample_weight = _fill_leaves(structure, batch)
             if weights is not None:
                 sample_weight = _apply_importance_weights(sample_weight, weights)
-            backend.backward_step(self, x, y, sample_weight)
+            return backend.backward_step(self, carry, x, y, sample_weight)
 
-        return backend.run_if(is_full, step)
+        return backend.run_if(is_full, step, carry)
 
-    def train_step(self, data):
+    def train_step(self, *args):
+        # TensorFlow: `train_step(data)`; JAX: `train_step(state, data)`.
+        return backend.train_step(self, *args)
+
+    def _selective_train_step(self, data):
+        """The selective step, written with Keras variables and ops.
+
+        Runs inside the compiled train step of every backend (on JAX inside
+        a `keras.StatelessScope`, see `keras_sb.backend.jax`).
+        """
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         state = self.selection_state
 
@@ -448,7 +507,8 @@ class SelectiveBackpropModel(keras.Model):
                 "is nothing to backpropagate."
             )
         if not self.optimizer.built:
-            # Built here, not on its first use inside the loop below.
+            # Built here, not on its first use inside the loop below (on JAX
+            # Keras builds it before training).
             self.optimizer.build(self.trainable_variables)
         loss = self._compute_loss(
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
@@ -466,18 +526,21 @@ class SelectiveBackpropModel(keras.Model):
         selected, probabilities = self._draw_selection(losses)
 
         # 3. Queue the selected examples; a backward step per full queue.
+        self._check_queue_signature(x, y, sample_weight)
         batch = _present_leaves((x, y, sample_weight))
         if self._reweights():
             batch.append(self.strategy.importance_weights(probabilities))
-        new_queue, queue_size, steps = queue_ops.drain(
+        new_queue, queue_size, steps, carry = queue_ops.drain(
             [buffer.value for buffer in state.queue],
             state.queue_size.value,
             batch,
             selected,
-            lambda is_full, queue: self._backward_if_full(
-                is_full, queue, (x, y, sample_weight)
+            lambda is_full, queue, carry: self._backward_if_full(
+                is_full, queue, carry, (x, y, sample_weight)
             ),
+            carry=backend.training_state(self),
         )
+        backend.restore_training_state(self, carry)
         for buffer, value in zip(state.queue, new_queue):
             buffer.assign(value)
         state.queue_size.assign(queue_size)

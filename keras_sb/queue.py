@@ -9,6 +9,9 @@ again from empty. All shapes are static, so the code compiles with XLA.
 fills the queue from the batch, runs the backward step each time the queue is
 full, and leaves the remainder queued. The queue never holds more than its
 capacity, whatever the batch size, so no selected example is ever dropped.
+The loop threads an optional `carry` (on JAX, the values of the variables the
+backward step updates) through the backward steps, so it stays a pure
+function on backends without in-place updates.
 """
 
 from keras import ops
@@ -49,7 +52,7 @@ def enqueue(queue, size, batch, order, consumed, num_selected):
     return new_queue, size + moved, consumed + moved
 
 
-def drain(queue, size, batch, selected, backward_if_full):
+def drain(queue, size, batch, selected, backward_if_full, carry=()):
     """Queues the selected examples of a batch, training on each full queue.
 
     Args:
@@ -57,35 +60,37 @@ def drain(queue, size, batch, selected, backward_if_full):
         size: int32 scalar, number of examples in the queue (`< capacity`).
         batch: list of tensors matching `queue`, each `(batch_size, ...)`.
         selected: bool tensor `(batch_size,)`.
-        backward_if_full: callable `(is_full, queue) -> int32` that runs one
-            backward step on `queue` when `is_full` is true and returns the
-            number of steps it ran (0 or 1). It must not run any step when
-            `is_full` is false.
+        backward_if_full: callable `(is_full, queue, carry) -> (ran, carry)`
+            that runs one backward step on `queue` when `is_full` is true and
+            returns the number of steps it ran (int32, 0 or 1) and the carry
+            after it. It must not run any step when `is_full` is false.
+        carry: a structure of tensors passed through `backward_if_full`.
 
     Returns:
-        Tuple `(queue, size, steps)`: the queue left after the batch, its
-        size (`< capacity`) and the number of backward steps run.
+        Tuple `(queue, size, steps, carry)`: the queue left after the batch,
+        its size (`< capacity`), the number of backward steps run and the
+        final carry.
     """
     capacity = ops.shape(queue[0])[0]
     order = selection.selected_first_order(selected)
     num_selected = ops.sum(ops.cast(selected, "int32"))
     zero = ops.convert_to_tensor(0, dtype="int32")
 
-    def not_done(consumed, size, steps, *queue):
+    def not_done(consumed, size, steps, queue, carry):
         return consumed < num_selected
 
-    def move_and_train(consumed, size, steps, *queue):
+    def move_and_train(consumed, size, steps, queue, carry):
         queue, size, consumed = enqueue(
             list(queue), size, batch, order, consumed, num_selected
         )
         is_full = size >= capacity
-        steps = steps + backward_if_full(is_full, queue)
+        ran, carry = backward_if_full(is_full, queue, carry)
         size = ops.where(is_full, zero, size)
-        return (consumed, size, steps, *queue)
+        return (consumed, size, steps + ran, queue, carry)
 
-    _, size, steps, *queue = ops.while_loop(
+    _, size, steps, queue, carry = ops.while_loop(
         not_done,
         move_and_train,
-        (zero, ops.cast(size, "int32"), zero, *queue),
+        (zero, ops.cast(size, "int32"), zero, list(queue), carry),
     )
-    return list(queue), size, steps
+    return list(queue), size, steps, carry

@@ -11,7 +11,6 @@ import warnings
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_sb import selection
 from keras_sb.schedule import NEVER

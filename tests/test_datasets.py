@@ -27,6 +27,26 @@ def write_image_folder(root, per_class=3, size=8, classes=datasets.CIFAR10_CLASS
     return str(root)
 
 
+def check_crops_and_flips(image, augmented, padding):
+    """Each augmented image is a window of the zero-padded `image`, flipped
+    or not; flips happen half of the time and most offsets occur."""
+    size = image.shape[0]
+    padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)))
+    windows = {}
+    for dy in range(2 * padding + 1):
+        for dx in range(2 * padding + 1):
+            window = padded[dy:dy + size, dx:dx + size]
+            windows[window.tobytes()] = (dy, dx, False)
+            windows[window[:, ::-1].tobytes()] = (dy, dx, True)
+    seen = [windows[np.asarray(a, image.dtype).tobytes()]
+            for a in augmented]  # KeyError if not a window.
+    flips = np.mean([flipped for _, _, flipped in seen])
+    # Binomial(n, 0.5): 5 standard deviations.
+    assert abs(flips - 0.5) < 2.5 / np.sqrt(len(seen))
+    offsets = (2 * padding + 1) ** 2
+    assert len({(dy, dx) for dy, dx, _ in seen}) > 0.6 * offsets
+
+
 def examples(dataset):
     return [(image.numpy(), int(label)) for image, label in dataset]
 
@@ -111,19 +131,9 @@ class TestPipeline:
     def test_pad_crop_flip_is_a_shifted_possibly_flipped_window(self):
         tf.random.set_seed(0)
         image = tf.reshape(tf.range(1, 8 * 8 + 1, dtype=tf.int32), (8, 8, 1))
-        padded = np.pad(image.numpy(), ((2, 2), (2, 2), (0, 0)))
-        windows = {}
-        for dy in range(5):
-            for dx in range(5):
-                window = padded[dy:dy + 8, dx:dx + 8]
-                windows[window.tobytes()] = (dy, dx, False)
-                windows[window[:, ::-1].tobytes()] = (dy, dx, True)
-        seen = [windows[data.pad_crop_flip(image, padding=2).numpy().tobytes()]
-                for _ in range(200)]  # KeyError if not a window.
-        flips = np.mean([flipped for _, _, flipped in seen])
-        # Binomial(200, 0.5): 5 standard deviations is 0.18.
-        assert abs(flips - 0.5) < 0.18
-        assert len({(dy, dx) for dy, dx, _ in seen}) > 15  # Of 25 offsets.
+        augmented = [data.pad_crop_flip(image, padding=2).numpy()
+                     for _ in range(200)]
+        check_crops_and_flips(image.numpy(), augmented, padding=2)
 
     def test_training_pipeline_covers_each_example_once_per_epoch(self):
         images = np.zeros((50, 4, 4, 3), dtype="uint8") + 255

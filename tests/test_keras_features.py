@@ -371,9 +371,9 @@ class TestSchedule:
         traces = []
 
         class Counted(keras_sb.FunctionalSelectiveBackpropModel):
-            def train_step(self, data):
+            def train_step(self, *args):  # (data), or (state, data) on JAX.
                 traces.append(1)  # Runs once per trace of the step.
-                return super().train_step(data)
+                return super().train_step(*args)
 
         class CountTraces(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):

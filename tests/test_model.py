@@ -58,6 +58,10 @@ class TestLogs:
                                       plain.predict(x, verbose=0))
 
 
+@pytest.mark.skipif(
+    keras.backend.backend() != "tensorflow",
+    reason="Only TensorFlow's train function holds on to the data iterator.",
+)
 def test_train_function_does_not_keep_old_iterators_alive(digits):
     """An epoch's data iterator must be freed when `fit` drops it, not kept
     until the first step of the next epoch (which made that step seconds

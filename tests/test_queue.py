@@ -14,32 +14,40 @@ def numpy(x):
 def run_stream(batches, selections, capacity):
     """Drains a stream of batches through one queue, eagerly.
 
+    The backward step is a pure function of the loop's carry (as on JAX): it
+    writes each full queue into a log carried through the loop.
+
     Returns the list of backward batches (as numpy arrays of example ids)
     and the queue left at the end.
     """
-    backward_batches = []
+    max_steps = sum(len(ids) for ids in batches) // capacity + 1
 
-    def backward_if_full(is_full, queue):
-        if bool(numpy(is_full)):
-            backward_batches.append(numpy(queue[0]).copy())
-            return ops.convert_to_tensor(1, "int32")
-        return ops.convert_to_tensor(0, "int32")
+    def backward_if_full(is_full, queue, carry):
+        steps, log = carry
+        ran = ops.cast(is_full, "int32")
+        row = ops.logical_and(is_full, ops.arange(max_steps) == steps)
+        log = ops.where(ops.expand_dims(row, 1), ops.expand_dims(queue[0], 0), log)
+        return ran, (steps + ran, log)
 
     queue = [ops.zeros((capacity,), "int32"), ops.zeros((capacity, 2), "float32")]
     size = ops.convert_to_tensor(0, "int32")
+    carry = (ops.convert_to_tensor(0, "int32"),
+             ops.zeros((max_steps, capacity), "int32"))
     total_steps = 0
     for ids, selected in zip(batches, selections):
         batch = [ops.array(ids, "int32"),
                  ops.array(np.stack([ids, -ids], axis=1), "float32")]
-        queue, size, steps = queue_ops.drain(
-            queue, size, batch, ops.array(selected), backward_if_full)
+        queue, size, steps, carry = queue_ops.drain(
+            queue, size, batch, ops.array(selected), backward_if_full, carry)
         size_value = int(numpy(size))
         assert 0 <= size_value < capacity
         total_steps += int(numpy(steps))
         # The second buffer moved in step with the first.
         np.testing.assert_array_equal(
             numpy(queue[1])[:size_value, 0], numpy(queue[0])[:size_value])
-    assert total_steps == len(backward_batches)
+    logged_steps, log = carry
+    assert total_steps == int(numpy(logged_steps))
+    backward_batches = list(numpy(log)[:total_steps])
     pending = numpy(queue[0])[: int(numpy(size))]
     return backward_batches, pending
 

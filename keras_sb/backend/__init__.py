@@ -3,13 +3,22 @@
 Everything else in keras-sb is written with `keras.ops` and runs on any
 backend. A backend module provides:
 
-- `backward_step(model, x, y, sample_weight)`: one training-mode forward,
-  backward and optimizer step on a backprop batch;
-- `run_if(condition, fn)`: runs `fn` for its side effects only when the
-  tensor `condition` is true, inside the compiled step, and returns the
-  number of runs (int32 0 or 1);
-- `peek_batch_structure(iterator)`: the structure of the batches an
-  iterator passed to `model.train_function` yields, without losing a batch.
+- `train_step(model, ...)`: the model's `train_step` in the form the
+  backend's trainer calls it; it runs `model._selective_train_step(data)`,
+  which reads and assigns Keras variables (on JAX inside a
+  `keras.StatelessScope` over the whole training state);
+- `training_state(model)` / `restore_training_state(model, carry)`: the
+  values the backward step updates, as a structure that a compiled loop can
+  carry (empty where variables are updated in place), and back;
+- `backward_step(model, carry, x, y, sample_weight)`: one training-mode
+  forward, backward and optimizer step on a backprop batch; returns the carry;
+- `run_if(condition, fn, carry)`: runs `fn(carry)` only when the tensor
+  `condition` is true, inside the compiled step, and returns
+  `(runs, carry)`, where `runs` is int32 0 or 1;
+- `STATELESS_STEP`: True where the trainer passes the training state into the
+  step (JAX): the queue's variables must then exist before `fit` gathers that
+  state; False where the first call of the train function may create them
+  (TensorFlow, with `peek_batch_structure(iterator)`).
 """
 
 import keras
@@ -17,11 +26,23 @@ import keras
 _BACKEND = keras.backend.backend()
 
 if _BACKEND == "tensorflow":
+    from keras_sb.backend.tensorflow import STATELESS_STEP
     from keras_sb.backend.tensorflow import backward_step
     from keras_sb.backend.tensorflow import peek_batch_structure
+    from keras_sb.backend.tensorflow import restore_training_state
     from keras_sb.backend.tensorflow import run_if
+    from keras_sb.backend.tensorflow import train_step
+    from keras_sb.backend.tensorflow import training_state
+elif _BACKEND == "jax":
+    from keras_sb.backend.jax import STATELESS_STEP
+    from keras_sb.backend.jax import backward_step
+    from keras_sb.backend.jax import restore_training_state
+    from keras_sb.backend.jax import run_if
+    from keras_sb.backend.jax import train_step
+    from keras_sb.backend.jax import training_state
 else:
     raise ImportError(
-        f"keras-sb supports the TensorFlow backend; the {_BACKEND!r} backend "
-        "is not supported yet. Set KERAS_BACKEND=tensorflow."
+        f"keras-sb supports the TensorFlow and JAX backends; the {_BACKEND!r} "
+        "backend is not supported. Set KERAS_BACKEND=tensorflow or "
+        "KERAS_BACKEND=jax."
     )

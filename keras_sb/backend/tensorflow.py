@@ -1,4 +1,8 @@
-"""TensorFlow glue: the backward step under `tf.GradientTape`, `tf.cond`."""
+"""TensorFlow glue: the backward step under `tf.GradientTape`, `tf.cond`.
+
+TensorFlow updates variables in place inside the compiled step, so the loop
+carry of the backward steps is empty.
+"""
 
 import itertools
 
@@ -6,8 +10,24 @@ import tensorflow as tf
 
 from keras_sb import scoring
 
+STATELESS_STEP = False
 
-def backward_step(model, x, y, sample_weight):
+
+def train_step(model, data):
+    """`Model.train_step(data)` as the TensorFlow trainer calls it."""
+    return model._selective_train_step(data)
+
+
+def training_state(model):
+    """Nothing to carry: the backward step updates variables in place."""
+    return ()
+
+
+def restore_training_state(model, carry):
+    """Nothing to restore (see `training_state`)."""
+
+
+def backward_step(model, carry, x, y, sample_weight):
     """One training step of `model` on exactly the batch `(x, y, weights)`.
 
     A training-mode forward pass, the compiled loss (mean over the batch, with
@@ -15,6 +35,9 @@ def backward_step(model, x, y, sample_weight):
     gradients and one optimizer update: what `keras.Model.train_step` does,
     minus the logging, which the selection pass already did over all
     examples.
+
+    Returns:
+        `carry`, unchanged.
     """
     with tf.GradientTape() as tape:
         if model._call_has_training_arg:
@@ -30,21 +53,21 @@ def backward_step(model, x, y, sample_weight):
     trainable_weights = model.trainable_weights
     gradients = tape.gradient(loss, trainable_weights)
     model.optimizer.apply_gradients(zip(gradients, trainable_weights))
+    return carry
 
 
-def run_if(condition, fn):
-    """Runs `fn()` for its side effects when `condition` holds (a `tf.cond`).
+def run_if(condition, fn, carry):
+    """Runs `fn(carry)` for its side effects when `condition` holds.
 
     Returns:
-        int32 tensor, 1 if `fn` ran, else 0. Depending on it keeps the branch
-        in the graph's data flow.
+        Tuple `(runs, carry)`: int32 tensor 1 if `fn` ran, else 0 (depending
+        on it keeps the branch in the graph's data flow), and the carry.
     """
 
     def run():
-        fn()
-        return tf.constant(1, tf.int32)
+        return tf.constant(1, tf.int32), fn(carry)
 
-    return tf.cond(condition, run, lambda: tf.constant(0, tf.int32))
+    return tf.cond(condition, run, lambda: (tf.constant(0, tf.int32), carry))
 
 
 def peek_batch_structure(iterator):

@@ -1,0 +1,158 @@
+"""JAX glue: a stateless train step, `jax.lax.cond` around the backward step.
+
+The JAX trainer passes the whole training state (trainable, non-trainable,
+optimizer and metrics variables) into a jitted `train_step` and takes the new
+state back. `train_step` runs the backend-neutral selective step inside one
+`keras.StatelessScope` over that state, so the selection code reads and
+assigns Keras variables exactly as on TensorFlow, and collects what it
+assigned as the new state.
+
+The backward step cannot assign variables from inside `jax.lax.cond` or the
+queue's `while_loop` (the values would leak out of the branch), so there the
+values it changes (trainable, model non-trainable and optimizer variables)
+travel as the loop's carry, and are assigned once after the loop. The
+backward step itself is Keras's own stateless one:
+`jax.value_and_grad(model.compute_loss_and_updates)` and
+`optimizer.stateless_apply`, under `jax.lax.cond`, so a step without a full
+queue runs no backward pass on the device.
+"""
+
+import jax
+import keras
+
+STATELESS_STEP = True
+
+
+def _state_variables(model):
+    """The variables of the JAX trainer's state, in its order."""
+    return (
+        model.trainable_variables,
+        model.non_trainable_variables,
+        model.optimizer.variables,
+        model.metrics_variables,
+    )
+
+
+def train_step(model, state, data):
+    """`Model.train_step(state, data)` as the JAX trainer calls it."""
+    variables = _state_variables(model)
+    mapping = [
+        (variable, value)
+        for group, values in zip(variables, state)
+        for variable, value in zip(group, values)
+    ]
+    with keras.StatelessScope(state_mapping=mapping) as scope:
+        logs = model._selective_train_step(data)
+    new_state = []
+    for group, values in zip(variables, state):
+        new_values = []
+        for variable, value in zip(group, values):
+            new_value = scope.get_current_value(variable)
+            new_values.append(value if new_value is None else new_value)
+        new_state.append(new_values)
+    return logs, tuple(new_state)
+
+
+def _is_model_state(model):
+    """Non-trainable variables that belong to the model, not to the selection
+    state (which the selective step assigns itself)."""
+    owned = {id(variable) for variable in model.selection_state.variables}
+    return [id(variable) not in owned for variable in model.non_trainable_variables]
+
+
+def training_state(model):
+    """Current values of what the backward step updates, as a loop carry."""
+    model_state = _is_model_state(model)
+    return (
+        [variable.value for variable in model.trainable_variables],
+        [
+            variable.value
+            for variable, keep in zip(model.non_trainable_variables, model_state)
+            if keep
+        ],
+        [variable.value for variable in model.optimizer.variables],
+    )
+
+
+def restore_training_state(model, carry):
+    """Assigns the values of `carry` (see `training_state`) to the variables."""
+    trainable, non_trainable, optimizer = carry
+    model_variables = [
+        variable
+        for variable, keep in zip(model.non_trainable_variables, _is_model_state(model))
+        if keep
+    ]
+    pairs = (
+        list(zip(model.trainable_variables, trainable))
+        + list(zip(model_variables, non_trainable))
+        + list(zip(model.optimizer.variables, optimizer))
+    )
+    for variable, value in pairs:
+        variable.assign(value)
+
+
+def backward_step(model, carry, x, y, sample_weight):
+    """One training step on exactly the batch `(x, y, weights)`, statelessly.
+
+    What `keras.Model.train_step` does on JAX (training-mode forward pass,
+    compiled loss with regularization losses, loss scaling, gradients, one
+    optimizer update), minus the logging and the metric updates, which the
+    selection pass already did over all examples.
+
+    Args:
+        carry: values of the trainable, model non-trainable and optimizer
+            variables (see `training_state`).
+
+    Returns:
+        The carry after the step.
+    """
+    trainable, model_non_trainable, optimizer_variables = carry
+    model_values = iter(model_non_trainable)
+    non_trainable = [
+        next(model_values) if keep else variable.value
+        for variable, keep in zip(model.non_trainable_variables, _is_model_state(model))
+    ]
+    metrics = [variable.value for variable in model.metrics_variables]
+    grad_fn = jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)
+    (_, aux), gradients = grad_fn(
+        trainable,
+        non_trainable,
+        metrics,
+        x,
+        y,
+        sample_weight,
+        training=True,
+        optimizer_variables=optimizer_variables,
+    )
+    _, _, non_trainable, _ = aux  # The metrics' updates are dropped.
+    trainable, optimizer_variables = model.optimizer.stateless_apply(
+        optimizer_variables, gradients, trainable
+    )
+    model_non_trainable = [
+        value
+        for value, keep in zip(non_trainable, _is_model_state(model))
+        if keep
+    ]
+    return trainable, model_non_trainable, optimizer_variables
+
+
+def run_if(condition, fn, carry):
+    """`fn(carry)` when `condition` holds, else `carry`: a `jax.lax.cond`.
+
+    Only the branch taken runs on the device.
+
+    Returns:
+        Tuple `(runs, carry)`: int32 1 if `fn` ran, else 0, and the carry.
+    """
+
+    def run(carry):
+        new_carry = fn(carry)
+        # Same dtypes in both branches, whatever the step computed in.
+        new_carry = jax.tree.map(lambda new, old: new.astype(old.dtype),
+                                 new_carry, carry)
+        return jax.numpy.int32(1), new_carry
+
+    def skip(carry):
+        return jax.numpy.int32(0), carry
+
+    return jax.lax.cond(condition, run, skip, carry)

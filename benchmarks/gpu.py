@@ -40,7 +40,6 @@ from keras_sb import benchmark  # noqa: E402
 from keras_sb import data as data_utils  # noqa: E402
 from keras_sb import datasets  # noqa: E402
 from keras_sb import strategies  # noqa: E402
-from keras_sb.model import SelectiveBackpropModel  # noqa: E402
 
 
 @keras.saving.register_keras_serializable(package="keras_sb_benchmarks")
@@ -51,23 +50,9 @@ class SelectNothing(strategies.SelectionStrategy):
         return keras.ops.zeros_like(losses)
 
 
-def compiled(model, config):
-    model.compile(
-        optimizer=keras.optimizers.SGD(config["learning_rate"], momentum=0.9,
-                                       nesterov=True, weight_decay=5e-4),
-        loss="sparse_categorical_crossentropy",
-        metrics=["accuracy"],
-        jit_compile=True,
-    )
-    return model
-
-
 def epoch_seconds(options, train, config, epochs):
     """Per-epoch seconds of `epochs` epochs (the first includes compiling)."""
-    network = benchmark._network(config)
-    model = network if options is None else SelectiveBackpropModel.from_model(
-        network, seed=0, **options)
-    compiled(model, config)
+    model = benchmark.build_model(options, config, seed=0)
     timer = benchmark.EpochTimer()
     history = model.fit(train, epochs=epochs, callbacks=[timer], verbose=0)
     return model, timer.times, history.history

@@ -191,12 +191,13 @@ def _epochs(config, options):
     return config.get("selective_epochs") or config["epochs"]
 
 
-def train_one(options, initial_weights, train, test, config, seed,
-              progress=None):
-    """Trains one method from `initial_weights`; returns its learning curve."""
-    keras.utils.set_random_seed(seed)
+def build_model(options, config, seed, initial_weights=None):
+    """The compiled model of one method: the network of `config` (with
+    `initial_weights`), as a `SelectiveBackpropModel` with `options`, or
+    plain when `options` is None."""
     network = _network(config)
-    network.set_weights(initial_weights)
+    if initial_weights is not None:
+        network.set_weights(initial_weights)
     if options is None:
         model = network
     else:
@@ -208,6 +209,14 @@ def train_one(options, initial_weights, train, test, config, seed,
         metrics=["accuracy"],
         jit_compile=config["jit_compile"],
     )
+    return model
+
+
+def train_one(options, initial_weights, train, test, config, seed,
+              progress=None):
+    """Trains one method from `initial_weights`; returns its learning curve."""
+    keras.utils.set_random_seed(seed)
+    model = build_model(options, config, seed, initial_weights)
     epochs = _epochs(config, options)
     curve = LearningCurve(config["train_examples"], progress)
     schedule = keras.callbacks.LearningRateScheduler(

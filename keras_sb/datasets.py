@@ -112,7 +112,7 @@ def load_arrays(name, split, path, extract_dir=None, limit=None):
 
     _check_name(name)
     _check_split(split)
-    directory = _split_folder(name, split, _as_folder(path, extract_dir))
+    directory = _split_folder(split, _as_folder(path, extract_dir))
     class_names = _class_names(name, directory)
     files, labels = [], []
     for label, class_name in enumerate(class_names):
@@ -174,7 +174,7 @@ def _as_folder(path, extract_dir):
     return extract_dir
 
 
-def _split_folder(name, split, folder):
+def _split_folder(split, folder):
     directory = os.path.join(folder, split)
     if not os.path.isdir(directory):
         raise ValueError(
@@ -205,7 +205,7 @@ def _load_folder(name, split, folder):
 
     tf = require_tensorflow("keras_sb.datasets.load")
 
-    directory = _split_folder(name, split, folder)
+    directory = _split_folder(split, folder)
     class_names = _class_names(name, directory)
     first_class = os.path.join(directory, class_names[0])
     first_file = os.path.join(first_class, sorted(os.listdir(first_class))[0])

@@ -107,10 +107,11 @@ def backward_step(model, carry, x, y, sample_weight):
         The carry after the step.
     """
     trainable, model_non_trainable, optimizer_variables = carry
+    model_state = _is_model_state(model)
     model_values = iter(model_non_trainable)
     non_trainable = [
         next(model_values) if keep else variable.value
-        for variable, keep in zip(model.non_trainable_variables, _is_model_state(model))
+        for variable, keep in zip(model.non_trainable_variables, model_state)
     ]
     metrics = [variable.value for variable in model.metrics_variables]
     grad_fn = jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)
@@ -129,9 +130,7 @@ def backward_step(model, carry, x, y, sample_weight):
         optimizer_variables, gradients, trainable
     )
     model_non_trainable = [
-        value
-        for value, keep in zip(non_trainable, _is_model_state(model))
-        if keep
+        value for value, keep in zip(non_trainable, model_state) if keep
     ]
     return trainable, model_non_trainable, optimizer_variables
 

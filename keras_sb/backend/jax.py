@@ -53,42 +53,31 @@ def train_step(model, state, data):
     return logs, tuple(new_state)
 
 
-def _is_model_state(model):
+def _model_non_trainable_variables(model):
     """Non-trainable variables that belong to the model, not to the selection
     state (which the selective step assigns itself)."""
     owned = {id(variable) for variable in model.selection_state.variables}
-    return [id(variable) not in owned for variable in model.non_trainable_variables]
+    return [variable for variable in model.non_trainable_variables
+            if id(variable) not in owned]
 
 
 def training_state(model):
     """Current values of what the backward step updates, as a loop carry."""
-    model_state = _is_model_state(model)
-    return (
-        [variable.value for variable in model.trainable_variables],
-        [
-            variable.value
-            for variable, keep in zip(model.non_trainable_variables, model_state)
-            if keep
-        ],
-        [variable.value for variable in model.optimizer.variables],
+    return tuple(
+        [variable.value for variable in group]
+        for group in (model.trainable_variables,
+                      _model_non_trainable_variables(model),
+                      model.optimizer.variables)
     )
 
 
 def restore_training_state(model, carry):
     """Assigns the values of `carry` (see `training_state`) to the variables."""
-    trainable, non_trainable, optimizer = carry
-    model_variables = [
-        variable
-        for variable, keep in zip(model.non_trainable_variables, _is_model_state(model))
-        if keep
-    ]
-    pairs = (
-        list(zip(model.trainable_variables, trainable))
-        + list(zip(model_variables, non_trainable))
-        + list(zip(model.optimizer.variables, optimizer))
-    )
-    for variable, value in pairs:
-        variable.assign(value)
+    groups = (model.trainable_variables, _model_non_trainable_variables(model),
+              model.optimizer.variables)
+    for group, values in zip(groups, carry):
+        for variable, value in zip(group, values):
+            variable.assign(value)
 
 
 def backward_step(model, carry, x, y, sample_weight):
@@ -107,12 +96,11 @@ def backward_step(model, carry, x, y, sample_weight):
         The carry after the step.
     """
     trainable, model_non_trainable, optimizer_variables = carry
-    model_state = _is_model_state(model)
-    model_values = iter(model_non_trainable)
-    non_trainable = [
-        next(model_values) if keep else variable.value
-        for variable, keep in zip(model.non_trainable_variables, model_state)
-    ]
+    model_variables = _model_non_trainable_variables(model)
+    carried = {id(variable): value
+               for variable, value in zip(model_variables, model_non_trainable)}
+    non_trainable = [carried.get(id(variable), variable.value)
+                     for variable in model.non_trainable_variables]
     metrics = [variable.value for variable in model.metrics_variables]
     grad_fn = jax.value_and_grad(model.compute_loss_and_updates, has_aux=True)
     (_, aux), gradients = grad_fn(
@@ -129,9 +117,8 @@ def backward_step(model, carry, x, y, sample_weight):
     trainable, optimizer_variables = model.optimizer.stateless_apply(
         optimizer_variables, gradients, trainable
     )
-    model_non_trainable = [
-        value for value, keep in zip(non_trainable, model_state) if keep
-    ]
+    updated = dict(zip(map(id, model.non_trainable_variables), non_trainable))
+    model_non_trainable = [updated[id(variable)] for variable in model_variables]
     return trainable, model_non_trainable, optimizer_variables
 
 

@@ -7,10 +7,6 @@ import sys
 import tarfile
 import time
 
-import numpy as np
-
-from keras_sb import datasets
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
@@ -36,34 +32,6 @@ def cifar10_folder():
     with tarfile.open(archive) as tar:
         tar.extractall(os.path.join(ROOT, "data"), filter="data")
     return os.path.join(ROOT, "data", "cifar10-jpeg")
-
-
-def load_cifar10():
-    """CIFAR-10 as uint8 arrays `(x_train, y_train, x_test, y_test)`.
-
-    Decoded once from the JPEG folder and cached as data/cifar10.npz.
-    """
-    cache = os.path.join(ROOT, "data", "cifar10.npz")
-    if not os.path.exists(cache):
-        from PIL import Image
-
-        folder = cifar10_folder()
-        arrays = {}
-        for split in ("train", "test"):
-            images, labels = [], []
-            for label, name in enumerate(datasets.CIFAR10_CLASSES):
-                directory = os.path.join(folder, split, name)
-                for file in sorted(os.listdir(directory)):
-                    with Image.open(os.path.join(directory, file)) as image:
-                        images.append(np.asarray(image.convert("RGB")))
-                    labels.append(label)
-            arrays[f"x_{split}"] = np.stack(images)
-            arrays[f"y_{split}"] = np.asarray(labels, dtype="int32")
-        os.makedirs(os.path.dirname(cache), exist_ok=True)
-        np.savez(cache, **arrays)
-    with np.load(cache) as arrays:
-        return (arrays["x_train"], arrays["y_train"],
-                arrays["x_test"], arrays["y_test"])
 
 
 def small_cnn(keras, inputs_shape=(32, 32, 3), classes=10):

@@ -4,9 +4,10 @@ Copy and adapt. With the CIFAR-10 copy of this project (no download):
 
     python examples/cifar10_resnet.py --path ../shared/data/cifar10-jpeg.tar.xz
 
-Without `--path` the data comes from TensorFlow Datasets. On a GPU, use a
+Without `--path` the data comes from TensorFlow Datasets. `--staleness 3`
+adds stale selection (scores reused for 2 epochs in 3). On a GPU, use a
 ResNet-18-class network (`--widths 64 128 256 512 --blocks 2`), more epochs
-(`--epochs 100`) and `KERAS_BACKEND=jax` once keras-sb supports it.
+(`--epochs 100`) and XLA (`keras-sb bench --help` shows the GPU options).
 """
 
 import argparse
@@ -29,11 +30,16 @@ def main():
     parser.add_argument("--beta", type=float, default=2.0)
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--blocks", type=int, default=1)
+    parser.add_argument("--staleness", type=int, default=1,
+                        help="score every example once in this many epochs")
     args = parser.parse_args()
 
     train = keras_sb.datasets.load("cifar10", "train", path=args.path)
     test = keras_sb.datasets.load("cifar10", "test", path=args.path)
-    train = keras_sb.data.training_pipeline(train, args.batch_size)
+    stale = args.staleness > 1
+    # Stale selection stores a score per example: the examples carry ids.
+    train = keras_sb.data.training_pipeline(train, args.batch_size,
+                                            example_ids=stale)
     test = keras_sb.data.evaluation_pipeline(test, 500)
 
     network = small_resnet(widths=args.widths, blocks_per_stage=args.blocks)
@@ -46,10 +52,12 @@ def main():
     )
     # The optimizer takes fewer steps per epoch than plain training (one per
     # backprop batch), so the learning rate follows the epoch.
-    schedule = keras.callbacks.LearningRateScheduler(
-        cosine_learning_rate(0.1, args.epochs))
+    callbacks = [keras.callbacks.LearningRateScheduler(
+        cosine_learning_rate(0.1, args.epochs))]
+    if stale:
+        callbacks.append(keras_sb.StaleSelection(args.staleness))
     model.fit(train, epochs=args.epochs, validation_data=test,
-              callbacks=[schedule])
+              callbacks=callbacks)
     model.save("cifar10_resnet_sb.keras")
 
 

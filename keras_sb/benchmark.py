@@ -40,6 +40,7 @@ from keras_sb import data as data_utils
 from keras_sb import datasets
 from keras_sb import strategies
 from keras_sb.model import SelectiveBackpropModel
+from keras_sb.stale import StaleSelection
 
 QUICK = {"train_size": 2048, "test_size": 1000, "epochs": 4}
 
@@ -86,13 +87,17 @@ def small_resnet(input_shape=(32, 32, 3), classes=10, widths=(16, 32, 64),
     return keras.Model(inputs, outputs, name="small_resnet")
 
 
-def methods(betas=(1.0, 2.0, 3.0), reference_beta=2.0):
+def methods(betas=(1.0, 2.0, 3.0), reference_beta=2.0, stalenesses=(2, 3)):
     """The compared methods: name -> SelectiveBackpropModel options (None:
-    plain keras.Model)."""
+    plain keras.Model). A `staleness` option means training with
+    `StaleSelection(staleness)` on data with example ids."""
     fraction = 1.0 / (reference_beta + 1.0)
     compared = {"plain": None}
     for beta in betas:
         compared[f"sb-beta{beta:g}"] = {"beta": float(beta)}
+    for staleness in stalenesses:
+        compared[f"sb-beta{reference_beta:g}-stale{staleness}"] = {
+            "beta": float(reference_beta), "staleness": int(staleness)}
     compared["uniform"] = {"strategy": strategies.UniformSubset(fraction)}
     compared["importance"] = {
         "strategy": strategies.LossProportional(fraction, reweight=True)
@@ -201,6 +206,7 @@ def build_model(options, config, seed, initial_weights=None):
     if options is None:
         model = network
     else:
+        options = {k: v for k, v in options.items() if k != "staleness"}
         model = SelectiveBackpropModel.from_model(network, seed=seed, **options)
     model.compile(
         optimizer=keras.optimizers.SGD(config["learning_rate"], momentum=0.9,
@@ -213,16 +219,27 @@ def build_model(options, config, seed, initial_weights=None):
 
 
 def train_one(options, initial_weights, train, test, config, seed,
-              progress=None):
-    """Trains one method from `initial_weights`; returns its learning curve."""
+              progress=None, train_with_ids=None):
+    """Trains one method from `initial_weights`; returns its learning curve.
+
+    Methods with a `staleness` train on `train_with_ids` (the same batches
+    with example ids) with `StaleSelection`.
+    """
     keras.utils.set_random_seed(seed)
     model = build_model(options, config, seed, initial_weights)
     epochs = _epochs(config, options)
     curve = LearningCurve(config["train_examples"], progress)
     schedule = keras.callbacks.LearningRateScheduler(
         cosine_learning_rate(config["learning_rate"], epochs))
+    callbacks = [schedule, curve]
+    staleness = (options or {}).get("staleness")
+    if staleness:
+        if train_with_ids is None:
+            raise ValueError("A method with `staleness` needs `train_with_ids`.")
+        train = train_with_ids
+        callbacks.insert(0, StaleSelection(staleness))
     model.fit(train, epochs=epochs, validation_data=test,
-              callbacks=[schedule, curve], verbose=0)
+              callbacks=callbacks, verbose=0)
     return curve.points
 
 
@@ -335,21 +352,24 @@ def machine():
     return info
 
 
-def pipelines(train, test, config):
+def pipelines(train, test, config, example_ids=False):
     """Training and test batches from a loaded dataset.
 
     `train` and `test` are unbatched `tf.data.Dataset`s (`datasets.load`),
     or `(images, labels)` NumPy arrays (`datasets.load_arrays`), which give
-    `data.ArrayPipeline`s and need no TensorFlow.
+    `data.ArrayPipeline`s and need no TensorFlow. With `example_ids`, the
+    training batches carry example ids (for stale selection).
     """
     if isinstance(train, tuple):
         return (
             data_utils.ArrayPipeline(*train, config["batch_size"],
-                                     seed=config["seeds"][0]),
+                                     seed=config["seeds"][0],
+                                     example_ids=example_ids),
             data_utils.ArrayPipeline(*test, 500, augment=False, shuffle=False),
         )
     train_batches = data_utils.training_pipeline(
-        train, config["batch_size"], seed=config["seeds"][0])
+        train, config["batch_size"], seed=config["seeds"][0],
+        example_ids=example_ids)
     test_batches = data_utils.evaluation_pipeline(test, 500)
     for _ in train.concatenate(test):  # Fill the decoding caches once.
         pass
@@ -369,6 +389,9 @@ def run(train, test, config, compared=None, progress=True):
     """
     compared = compared or methods()
     train_batches, test_batches = pipelines(train, test, config)
+    train_with_ids = None
+    if any((options or {}).get("staleness") for options in compared.values()):
+        train_with_ids, _ = pipelines(train, test, config, example_ids=True)
     bar = None
     if progress:
         bar = keras.utils.Progbar(
@@ -381,7 +404,8 @@ def run(train, test, config, compared=None, progress=True):
         initial = _network(config).get_weights()
         for name, options in compared.items():
             runs[name].append(train_one(options, initial, train_batches,
-                                        test_batches, config, seed, bar))
+                                        test_batches, config, seed, bar,
+                                        train_with_ids))
     summary = summarize(runs, config.get("target_gap", 0.005),
                         config.get("target"))
     return runs, summary
@@ -417,6 +441,9 @@ def parse_args(argv=None):
     parser.add_argument("--batch-norm-momentum", type=float, default=0.99)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--betas", type=float, nargs="+", default=[1, 2, 3])
+    parser.add_argument("--stalenesses", type=int, nargs="*", default=[2, 3],
+                        help="stale selection at the reference beta with "
+                             "these stalenesses")
     parser.add_argument("--reference-beta", type=float, default=2.0,
                         help="beta whose backprop fraction 1/(beta+1) the "
                              "uniform and importance baselines use")
@@ -452,7 +479,7 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    compared = methods(args.betas, args.reference_beta)
+    compared = methods(args.betas, args.reference_beta, args.stalenesses)
     if args.methods:
         unknown = sorted(set(args.methods) - set(compared))
         if unknown:

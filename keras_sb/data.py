@@ -9,6 +9,12 @@ parallel, and prefetches so that the accelerator is not kept waiting.
 
 `ArrayPipeline` does the same from NumPy arrays as a `keras.utils.PyDataset`,
 for any backend and without TensorFlow (e.g. JAX on a GPU machine).
+
+Stale selection (`keras_sb.StaleSelection`) needs to know which example is
+which: `with_example_ids` gives every example of a dataset a stable id before
+it is shuffled and augmented, `keep_example_ids` adapts map functions to such
+elements, and both pipelines take `example_ids=True`. An element with an id is
+the dict `{"data": element, "example_id": id}`.
 """
 
 import keras
@@ -26,6 +32,134 @@ def require_tensorflow(what):
             "`keras_sb.datasets.load_arrays` and `keras_sb.data.ArrayPipeline`."
         ) from error
     return tf
+
+
+DATA_KEY = "data"
+EXAMPLE_ID_KEY = "example_id"
+_NUM_EXAMPLES_ATTRIBUTE = "_keras_sb_num_examples"
+
+
+def has_example_ids(structure):
+    """Whether a batch (or element spec) carries example ids."""
+    return isinstance(structure, dict) and set(structure) == {DATA_KEY, EXAMPLE_ID_KEY}
+
+
+def split_example_ids(structure):
+    """`(data, example_ids)` of an element with ids, else `(structure, None)`."""
+    if has_example_ids(structure):
+        return structure[DATA_KEY], structure[EXAMPLE_ID_KEY]
+    return structure, None
+
+
+def with_example_ids(dataset):
+    """Gives each example of a `tf.data.Dataset` a stable id.
+
+    Call it on the dataset of single examples, before shuffling, augmenting,
+    repeating and batching: the id of an example is its position in
+    `dataset`, and it travels with the example through the transformations
+    that follow. Map functions written for the original elements need
+    `keep_example_ids`; batching batches the ids too.
+
+    Args:
+        dataset: a finite `tf.data.Dataset` of single examples, e.g.
+            `(image, label)`, whose order is the same in every epoch.
+
+    Returns:
+        A `tf.data.Dataset` of `{"data": element, "example_id": int64 id}`.
+
+    Example:
+
+    ```python
+    train = keras_sb.data.with_example_ids(raw_train)
+    train = (train.shuffle(10_000)
+             .map(keras_sb.data.keep_example_ids(augment))
+             .batch(128))
+    model.fit(train, epochs=30, callbacks=[keras_sb.StaleSelection(3)])
+    ```
+    """
+    tf = require_tensorflow("keras_sb.data.with_example_ids")
+
+    if has_example_ids(dataset.element_spec):
+        raise ValueError("The dataset's elements carry example ids already.")
+    num_examples = int(dataset.cardinality())
+    if num_examples == tf.data.INFINITE_CARDINALITY:
+        raise ValueError(
+            "`with_example_ids` needs a finite dataset of single examples; "
+            "this one is infinite. Call it before `repeat()`."
+        )
+    with_ids = dataset.enumerate().map(
+        lambda index, element: {DATA_KEY: element, EXAMPLE_ID_KEY: index}
+    )
+    if num_examples >= 0:
+        setattr(with_ids, _NUM_EXAMPLES_ATTRIBUTE, num_examples)
+    return with_ids
+
+
+def keep_example_ids(fn):
+    """Adapts a map function to elements that carry example ids.
+
+    Args:
+        fn: a function of the original element (called with its tuple items
+            as arguments, as `tf.data.Dataset.map` does), returning a new
+            element.
+
+    Returns:
+        A function for `Dataset.map` that applies `fn` to the element's data
+        and keeps its id.
+
+    Example:
+
+    ```python
+    flip = lambda image, label: (tf.image.random_flip_left_right(image), label)
+    train = keras_sb.data.with_example_ids(raw).map(
+        keras_sb.data.keep_example_ids(flip))
+    ```
+    """
+
+    def apply(element):
+        data, example_id = split_example_ids(element)
+        if example_id is None:
+            raise ValueError(
+                "`keep_example_ids(fn)` maps elements made by "
+                "`keras_sb.data.with_example_ids`; this element has no ids. "
+                "Map `fn` itself instead."
+            )
+        result = fn(*data) if isinstance(data, tuple) else fn(data)
+        return {DATA_KEY: result, EXAMPLE_ID_KEY: example_id}
+
+    return apply
+
+
+def count_examples(x):
+    """Number of distinct examples (ids) behind training data with ids.
+
+    Known for an `ArrayPipeline` with ids and for `tf.data` datasets derived
+    from `with_example_ids` by element-wise transformations (shuffle, map,
+    batch, prefetch, ...); None otherwise.
+    """
+    if isinstance(x, ArrayPipeline):
+        return len(x.images) if x.example_ids else None
+    # Walk back through the chain of transformations to `with_example_ids`.
+    seen = 0
+    while x is not None and seen < 1000:
+        count = getattr(x, _NUM_EXAMPLES_ATTRIBUTE, None)
+        if count is not None:
+            return count
+        x = getattr(x, "_input_dataset", None)
+        seen += 1
+    return None
+
+
+def peek_structure(x):
+    """Structure of one training batch of `x`, without consuming `fit`'s data.
+
+    Returns None when it cannot be known without reading a generator.
+    """
+    if _is_tf_dataset(x):
+        return x.element_spec
+    if isinstance(x, keras.utils.PyDataset):
+        return x[0]
+    return None
 
 
 def _first_leaf(structure):
@@ -104,7 +238,7 @@ def scale_images(images, labels):
 
 
 def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
-                      seed=None, padding=4):
+                      seed=None, padding=4, example_ids=False):
     """Shuffled, augmented, batched and prefetched training data.
 
     Args:
@@ -116,9 +250,13 @@ def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
         seed: seed of the shuffling (None: random). The augmentation follows
             TensorFlow's global seed (`keras.utils.set_random_seed`).
         padding: padding of the random crop.
+        example_ids: whether elements carry example ids (see
+            `with_example_ids`), as `keras_sb.StaleSelection` needs.
 
     Returns:
-        A `tf.data.Dataset` of `(float32 images in [0, 1], labels)` batches.
+        A `tf.data.Dataset` of `(float32 images in [0, 1], labels)` batches,
+        or of `{"data": (images, labels), "example_id": ids}` with
+        `example_ids=True`.
 
     Example:
 
@@ -130,15 +268,18 @@ def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
     tf = require_tensorflow("keras_sb.data.training_pipeline")
 
     _check_batch_size(batch_size)
+    wrap = keep_example_ids if example_ids else (lambda fn: fn)
+    if example_ids:
+        dataset = with_example_ids(dataset)
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed,
                                   reshuffle_each_iteration=True)
     if augment:
         dataset = dataset.map(
-            lambda image, label: (pad_crop_flip(image, padding), label),
+            wrap(lambda image, label: (pad_crop_flip(image, padding), label)),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-    return _batch_and_scale(dataset, batch_size)
+    return _batch_and_scale(dataset, batch_size, wrap)
 
 
 def evaluation_pipeline(dataset, batch_size):
@@ -155,11 +296,11 @@ def evaluation_pipeline(dataset, batch_size):
     return _batch_and_scale(dataset, batch_size)
 
 
-def _batch_and_scale(dataset, batch_size):
+def _batch_and_scale(dataset, batch_size, wrap=lambda fn: fn):
     tf = require_tensorflow("keras_sb.data.evaluation_pipeline")
 
     return (dataset.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
-            .map(scale_images, num_parallel_calls=tf.data.AUTOTUNE)
+            .map(wrap(scale_images), num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
 
 
@@ -208,6 +349,9 @@ class ArrayPipeline(keras.utils.PyDataset):
         seed: int seed (None: random).
         padding: padding of the random crop.
         workers: threads preparing batches.
+        example_ids: whether batches carry example ids (the row numbers in
+            `images`): `{"data": (images, labels), "example_id": ids}`, as
+            `keras_sb.StaleSelection` needs.
 
     Example:
 
@@ -218,7 +362,7 @@ class ArrayPipeline(keras.utils.PyDataset):
     """
 
     def __init__(self, images, labels, batch_size, augment=True, shuffle=True,
-                 seed=None, padding=4, workers=4):
+                 seed=None, padding=4, workers=4, example_ids=False):
         super().__init__(workers=workers, use_multiprocessing=False,
                          max_queue_size=2 * workers)
         _check_batch_size(batch_size)
@@ -233,6 +377,7 @@ class ArrayPipeline(keras.utils.PyDataset):
         self.augment = augment
         self.shuffle = shuffle
         self.padding = padding
+        self.example_ids = example_ids
         self._seed = int(np.random.default_rng(seed).integers(2**31))
         self._epoch = 0
         self._order = self._new_order()
@@ -254,7 +399,11 @@ class ArrayPipeline(keras.utils.PyDataset):
         if self.augment:
             rng = np.random.default_rng([self._seed, self._epoch, index])
             images = pad_crop_flip_batch(images, rng, self.padding)
-        return np.multiply(images, np.float32(1 / 255), dtype="float32"), self.labels[rows]
+        batch = (np.multiply(images, np.float32(1 / 255), dtype="float32"),
+                 self.labels[rows])
+        if self.example_ids:
+            return {DATA_KEY: batch, EXAMPLE_ID_KEY: rows.astype("int32")}
+        return batch
 
     def on_epoch_end(self):
         self._epoch += 1

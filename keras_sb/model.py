@@ -9,6 +9,7 @@ Everything happens inside one compiled `train_step`, so `fit`, callbacks,
 XLA, mixed precision and saving keep working as in plain Keras.
 """
 
+import functools
 import weakref
 
 import keras
@@ -22,6 +23,7 @@ from keras_sb import queue as queue_ops
 from keras_sb import schedule
 from keras_sb import scoring
 from keras_sb import selection
+from keras_sb import stale
 from keras_sb import strategies
 from keras_sb.state import SelectionState
 from keras_sb.state import example_signature
@@ -88,6 +90,11 @@ class SelectiveBackpropModel(keras.Model):
     lives in non-trainable variables of `model.selection_state` and is saved
     with the model. Selected examples that are still queued at the end of
     `fit` stay queued and are trained on in the next `fit`.
+
+    With the `keras_sb.StaleSelection` callback and training data that carry
+    example ids (`keras_sb.data.with_example_ids`), scores are stored per
+    example and reused: only one epoch in `staleness` runs the selection
+    forward pass (see `keras_sb.stale`).
 
     Args:
         beta: selectivity of the paper's rule (`BiggestLosers`), `>= 0`;
@@ -193,7 +200,10 @@ class SelectiveBackpropModel(keras.Model):
         self._backprop_batch_size = backprop_batch_size
         self._seed = seed
         self._fit_batch_size = None
+        self._fit_steps_per_epoch = None
         self._queue_from_next_build = False
+        self._stale_epoch = False
+        self._train_functions = {}
         start_step, end_step = schedule.initial_thresholds(self._start, self._end)
         self.selection_state = SelectionState(
             self.history_size,
@@ -310,8 +320,16 @@ class SelectiveBackpropModel(keras.Model):
         if isinstance(callbacks, keras.callbacks.CallbackList):
             callbacks.callbacks.insert(0, window)
             window.set_model(self)
+            given = callbacks.callbacks
         else:
             callbacks = [window] + list(callbacks or [])
+            given = callbacks
+        stale_callbacks = [c for c in given if isinstance(c, stale.StaleSelection)]
+        if len(stale_callbacks) > 1:
+            raise ValueError("Pass at most one StaleSelection callback to `fit`.")
+        if stale_callbacks:
+            self._prepare_score_table(x, stale_callbacks[0])
+        self._fit_steps_per_epoch = steps_per_epoch
         self._queue_from_next_build = backend.STATELESS_STEP
         try:
             return super().fit(
@@ -334,19 +352,96 @@ class SelectiveBackpropModel(keras.Model):
             )
         finally:
             self._queue_from_next_build = False
+            self._fit_steps_per_epoch = None
+            self._set_stale_epoch(False)
+
+    def _prepare_score_table(self, x, callback):
+        """Checks data for stale selection and creates the score table."""
+        structure = data_utils.peek_structure(x)
+        if structure is not None and not data_utils.has_example_ids(structure):
+            raise ValueError(
+                "StaleSelection needs training data whose examples carry "
+                "stable ids: a dataset made with "
+                "`keras_sb.data.with_example_ids` (before shuffling and "
+                "augmenting), `keras_sb.data.training_pipeline(..., "
+                "example_ids=True)` or `ArrayPipeline(..., example_ids=True)`"
+                ". The training batches have no `example_id`."
+            )
+        counted = data_utils.count_examples(x)
+        num_examples = callback.num_examples or counted
+        if callback.num_examples and counted and callback.num_examples != counted:
+            raise ValueError(
+                f"StaleSelection was given num_examples={callback.num_examples}"
+                f", but the training data have {counted} examples."
+            )
+        state = self.selection_state
+        if state.score_table is not None:
+            if num_examples and num_examples != state.score_table_size:
+                raise ValueError(
+                    f"The model's score table has {state.score_table_size} "
+                    f"rows, but the training data have {num_examples} "
+                    "examples. Stale selection stores one score per example "
+                    "of one training set; train on the data the table was "
+                    "made for."
+                )
+            return
+        if num_examples is None:
+            raise ValueError(
+                "Could not tell how many examples the training data have. "
+                "Pass `num_examples=` to StaleSelection."
+            )
+        state.build_score_table(int(num_examples))
+        self.train_function = None  # Its state has new variables.
+
+    def _set_stale_epoch(self, stale_epoch):
+        """Switches between the fresh and the stale train step."""
+        if stale_epoch == self._stale_epoch:
+            return
+        self._stale_epoch = stale_epoch
+        if backend.STATELESS_STEP and self.train_function is not None:
+            self.make_train_function()
+
+    def _uses_example_ids(self, example_ids):
+        return example_ids is not None and self.selection_state.score_table is not None
+
+    def test_step(self, *args):
+        # Evaluation needs no example ids: drop them where data carry them.
+        *state, data = args
+        data, _ = data_utils.split_example_ids(data)
+        return super().test_step(*state, data)
+
+    def predict_step(self, *args):
+        *state, data = args
+        data, _ = data_utils.split_example_ids(data)
+        return super().predict_step(*state, data)
 
     def reset_metrics(self):
         super().reset_metrics()
         self.selection_state.reset_epoch()
 
     def make_train_function(self, force=False):
+        # One compiled step per kind of epoch: fresh (selection forward pass)
+        # and stale (stored scores), made on first use and kept.
         if backend.STATELESS_STEP:
             # The queue was made by `_symbolic_build`, before `fit` gathered
             # the training state.
-            return super().make_train_function(force=force)
+            if force or self.train_function is None:
+                self._train_functions = {}
+            if self._stale_epoch not in self._train_functions:
+                # Keras jits `self.train_step`; bound methods compare equal,
+                # so JAX would reuse the other kind's trace. A new function
+                # object gets its own.
+                self.train_step = functools.partial(type(self).train_step, self)
+                try:
+                    super().make_train_function(force=True)
+                finally:
+                    del self.train_step
+                self._train_functions[self._stale_epoch] = self.train_function
+            self.train_function = self._train_functions[self._stale_epoch]
+            return self.train_function
         if self.train_function is not None and not force:
             return self.train_function
-        compiled = None
+        compiled = {}
         # A weak reference: holding on to the previous epoch's iterator
         # would delay its deletion into the first step of the next epoch,
         # which costs seconds with large in-memory datasets.
@@ -359,13 +454,20 @@ class SelectiveBackpropModel(keras.Model):
             if iterator is not last_iterator():
                 last_iterator = weakref.ref(iterator)
                 iterator, structure = backend.peek_batch_structure(iterator)
-                if self._prepare_queue(structure) or compiled is None:
-                    super(SelectiveBackpropModel, self).make_train_function(
-                        force=True
-                    )
-                    compiled = self.train_function
-                    self.train_function = train_function
-            return compiled(iterator)
+                if self._prepare_queue(structure):
+                    compiled = {}
+                metrics = self._compile_metrics
+                if self._stale_epoch and metrics is not None and not metrics.built:
+                    # A stale step has no forward pass over the batch to
+                    # build the metrics (and to name the logs) with.
+                    self._symbolic_build(data_batch=structure)
+            if self._stale_epoch not in compiled:
+                super(SelectiveBackpropModel, self).make_train_function(
+                    force=True
+                )
+                compiled[self._stale_epoch] = self.train_function
+                self.train_function = train_function
+            return compiled[self._stale_epoch](iterator)
 
         self.train_function = train_function
         return train_function
@@ -373,20 +475,14 @@ class SelectiveBackpropModel(keras.Model):
     def _symbolic_build(self, iterator=None, data_batch=None):
         # On JAX, `fit` and `train_on_batch` call this before they gather the
         # training state, which must include the queue's variables.
+        if data_batch is None:
+            data_batch = _first_batch(iterator)
+        data, _ = data_utils.split_example_ids(data_batch)
+        super()._symbolic_build(data_batch=data)
         if not self._queue_from_next_build:
             # An `evaluate` or `predict` (or TensorFlow): no queue.
-            return super()._symbolic_build(iterator=iterator,
-                                           data_batch=data_batch)
+            return
         self._queue_from_next_build = False
-        if data_batch is None:
-            # One batch, read as Keras does; `fit` resets the iterator next.
-            for _, _, batches in iterator:
-                if isinstance(batches, (list, tuple)):
-                    data_batch = batches[0]
-                else:
-                    data_batch = next(batches)
-                break
-        super()._symbolic_build(data_batch=data_batch)
         if self._prepare_queue(data_batch):
             self.train_function = None  # Its state has new variables.
 
@@ -397,17 +493,19 @@ class SelectiveBackpropModel(keras.Model):
         finally:
             self._queue_from_next_build = False
 
-    def _queue_signature(self, x, y, sample_weight):
+    def _queue_signature(self, x, y, sample_weight, example_ids=None):
         signature = [
             example_signature(leaf)
             for leaf in _present_leaves((x, y, sample_weight))
         ]
         if self._reweights():
             signature.append(((), "float32"))
+        if self._uses_example_ids(example_ids):
+            signature.append(((), "int32"))
         return signature
 
-    def _check_queue_signature(self, x, y, sample_weight):
-        signature = self._queue_signature(x, y, sample_weight)
+    def _check_queue_signature(self, x, y, sample_weight, example_ids):
+        signature = self._queue_signature(x, y, sample_weight, example_ids)
         expected = self.selection_state.queue_signature
         if signature != expected:
             raise ValueError(
@@ -425,14 +523,15 @@ class SelectiveBackpropModel(keras.Model):
 
     def _prepare_queue(self, structure):
         """Creates the queue for data of this structure; True if it did."""
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(structure)
-        signature = self._queue_signature(x, y, sample_weight)
+        data, example_ids = data_utils.split_example_ids(structure)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        signature = self._queue_signature(x, y, sample_weight, example_ids)
         state = self.selection_state
         if state.queue_signature == signature:
             return False
         capacity = self.backprop_batch_size
         if capacity is None:
-            leaf = _present_leaves(structure)[0]
+            leaf = _present_leaves(data)[0]
             capacity = leaf.shape[0]
         if capacity is None:
             raise ValueError(
@@ -448,42 +547,89 @@ class SelectiveBackpropModel(keras.Model):
             return self(x, training=training)
         return self(x)
 
+    def _selection_probabilities(self, losses, history):
+        """Selection probabilities of a batch against the loss history.
+
+        Outside the selection window, and for examples whose loss is not
+        finite (as plain Keras would), every example is trained on.
+        """
+        finite = ops.isfinite(losses)
+        probabilities = ops.cast(
+            self.strategy.probabilities(ops.where(finite, losses, 0.0), history),
+            "float32",
+        )
+        keep = ops.logical_or(ops.logical_not(self._selecting()),
+                              ops.logical_not(finite))
+        return ops.where(keep, 1.0, probabilities)
+
+    def _selecting(self):
+        """Whether selection is on at the current step (a bool tensor)."""
+        state = self.selection_state
+        step = state.scored_batches.value
+        return ops.logical_and(
+            step >= state.selection_start.value, step < state.selection_end.value
+        )
+
     def _draw_selection(self, losses):
         """Updates the loss history; returns selected mask and probabilities."""
         state = self.selection_state
-        finite = ops.isfinite(losses)
         history, position = selection.append_to_history(
             state.loss_history.value, state.history_position.value, losses
         )
         state.loss_history.assign(history)
         state.history_position.assign(position)
-        probabilities = ops.cast(
-            self.strategy.probabilities(ops.where(finite, losses, 0.0), history),
-            "float32",
-        )
-        step = state.scored_batches.value
-        active = ops.logical_and(
-            step >= state.selection_start.value, step < state.selection_end.value
-        )
-        # Outside the window, and for examples whose loss is not finite (as
-        # plain Keras would), every example is trained on.
-        keep = ops.logical_or(ops.logical_not(active), ops.logical_not(finite))
-        probabilities = ops.where(keep, 1.0, probabilities)
+        probabilities = self._selection_probabilities(losses, history)
         selected = selection.bernoulli(probabilities, state.seed_generator)
         return selected, probabilities
 
-    def _backward_if_full(self, is_full, queue, carry, structure):
+    def _backward_if_full(self, is_full, queue, carry, structure, has_ids,
+                          refresh):
+        """Trains on a full queue; in stale epochs also refreshes the scores
+        of the examples trained on (see `_refresh_scores`)."""
+
         def step(carry):
-            if self._reweights():
-                batch, weights = queue[:-1], queue[-1]
-            else:
-                batch, weights = queue, None
+            batch = list(queue)
+            example_ids = batch.pop() if has_ids else None
+            weights = batch.pop() if self._reweights() else None
             x, y, sample_weight = _fill_leaves(structure, batch)
+            trained_weight = sample_weight
             if weights is not None:
-                sample_weight = _apply_importance_weights(sample_weight, weights)
-            return backend.backward_step(self, carry, x, y, sample_weight)
+                trained_weight = _apply_importance_weights(sample_weight, weights)
+            training, scores = carry
+            if not refresh:
+                training = backend.backward_step(
+                    self, training, x, y, trained_weight
+                )
+                return training, scores
+            training, y_pred = backend.backward_step(
+                self, training, x, y, trained_weight, return_predictions=True
+            )
+            losses = scoring.per_example_loss(
+                self._compile_loss, y, y_pred, sample_weight
+            )
+            return training, self._refresh_scores(scores, example_ids, losses)
 
         return backend.run_if(is_full, step, carry)
+
+    def _refresh_scores(self, scores, example_ids, losses):
+        """Stores training-mode losses (and their probabilities) of a stale
+        epoch's backward step: a pure function on the carried scores.
+
+        The losses are ranked against the loss history but do not enter it:
+        a stale epoch sees only the losses of the examples it selected, the
+        high ones, and adding them would shift every later percentile down.
+        """
+        table, loss_sum, loss_count = scores
+        history = self.selection_state.loss_history.value
+        probabilities = self._selection_probabilities(losses, history)
+        table = stale.record_scores(
+            table, example_ids, losses, probabilities,
+            self.selection_state.epochs_completed.value,
+        )
+        finite = ops.isfinite(losses)
+        loss_sum = loss_sum + ops.sum(ops.where(finite, losses, 0.0))
+        loss_count = loss_count + ops.sum(ops.cast(finite, "float32"))
+        return table, loss_sum, loss_count
 
     def train_step(self, *args):
         # TensorFlow: `train_step(data)`; JAX: `train_step(state, data)`.
@@ -495,21 +641,20 @@ class SelectiveBackpropModel(keras.Model):
         Runs inside the compiled train step of every backend (on JAX inside
         a `keras.StatelessScope`, see `keras_sb.backend.jax`).
         """
+        data, example_ids = data_utils.split_example_ids(data)
+        if not self._uses_example_ids(example_ids):
+            example_ids = None
+        else:
+            example_ids = ops.cast(example_ids, "int32")
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if self._stale_epoch:
+            return self._stale_train_step(x, y, sample_weight, example_ids)
         state = self.selection_state
 
         # 1. Scoring: inference-mode forward pass over the whole batch. Its
         #    loss and metrics are what the logs report.
         y_pred = self._forward(x, training=False)
-        if not self.trainable_weights:
-            raise ValueError(
-                f"The model {self.name!r} has no trainable weights, so there "
-                "is nothing to backpropagate."
-            )
-        if not self.optimizer.built:
-            # Built here, not on its first use inside the loop below (on JAX
-            # Keras builds it before training).
-            self.optimizer.build(self.trainable_variables)
+        self._prepare_backward_step()
         loss = self._compute_loss(
             x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=False
         )
@@ -522,42 +667,148 @@ class SelectiveBackpropModel(keras.Model):
             self._compile_loss, y, y_pred, sample_weight
         )
 
-        # 2. Selection.
+        # 2. Selection; with example ids, the scores go into the table.
         selected, probabilities = self._draw_selection(losses)
+        if example_ids is not None:
+            self._count_invalid_ids(example_ids)
+            table = stale.record_scores(
+                [column.value for column in state.score_table], example_ids,
+                losses, probabilities, state.epochs_completed.value,
+            )
+            for column, value in zip(state.score_table, table):
+                column.assign(value)
 
         # 3. Queue the selected examples; a backward step per full queue.
-        self._check_queue_signature(x, y, sample_weight)
+        self._queue_and_train(x, y, sample_weight, example_ids, selected,
+                              probabilities)
+        return self._selection_logs(logs, batch_size, selected)
+
+    def _stale_train_step(self, x, y, sample_weight, example_ids):
+        """The step of a stale epoch: no selection forward pass.
+
+        Each example is selected with the probability stored in the score
+        table; selected examples are queued as in a fresh epoch, and each
+        backward step stores the training-mode losses of the examples it
+        trained on.
+        """
+        state = self.selection_state
+        if example_ids is None:
+            raise ValueError(
+                "A stale epoch needs training batches with example ids."
+            )
+        self._prepare_backward_step()
+        self._count_invalid_ids(example_ids)
+        table = tuple(column.value for column in state.score_table)
+        probabilities = stale.stored_probabilities(table, example_ids)
+        probabilities = ops.where(self._selecting(), probabilities, 1.0)
+        selected = selection.bernoulli(probabilities, state.seed_generator)
+        zero = ops.convert_to_tensor(0.0, dtype="float32")
+        table, loss_sum, loss_count = self._queue_and_train(
+            x, y, sample_weight, example_ids, selected, probabilities,
+            scores=(table, zero, zero),
+        )
+        for column, value in zip(state.score_table, table):
+            column.assign(value)
+        self._loss_tracker.update_state(
+            ops.divide_no_nan(loss_sum, loss_count), sample_weight=loss_count
+        )
+        # Only the loss of the examples trained on is known; the compiled
+        # metrics would need a forward pass over all examples.
+        logs = {
+            name: value if name == "loss" else ops.convert_to_tensor(float("nan"))
+            for name, value in self.get_metrics_result().items()
+        }
+        batch_size = ops.shape(example_ids)[0]
+        return self._selection_logs(logs, batch_size, selected)
+
+    def _prepare_backward_step(self):
+        """Checks there is something to train; builds the optimizer."""
+        if not self.trainable_weights:
+            raise ValueError(
+                f"The model {self.name!r} has no trainable weights, so there "
+                "is nothing to backpropagate."
+            )
+        if not self.optimizer.built:
+            # Built here, not on its first use inside the queue's loop (on
+            # JAX Keras builds it before training).
+            self.optimizer.build(self.trainable_variables)
+
+    def _count_invalid_ids(self, example_ids):
+        state = self.selection_state
+        valid = stale.valid_example_ids(example_ids, state.score_table_size)
+        state.invalid_example_ids.assign_add(
+            ops.sum(ops.cast(ops.logical_not(valid), "int32"))
+        )
+
+    def _queue_and_train(self, x, y, sample_weight, example_ids, selected,
+                         probabilities, scores=None):
+        """Queues the selected examples and trains on each full queue.
+
+        Args:
+            scores: in stale epochs, the carried `(table, loss_sum,
+                loss_count)` that backward steps refresh.
+
+        Returns:
+            `scores` after the backward steps (None in fresh epochs).
+        """
+        state = self.selection_state
+        self._check_queue_signature(x, y, sample_weight, example_ids)
         batch = _present_leaves((x, y, sample_weight))
         if self._reweights():
             batch.append(self.strategy.importance_weights(probabilities))
-        new_queue, queue_size, steps, carry = queue_ops.drain(
+        if example_ids is not None:
+            batch.append(example_ids)
+        refresh = scores is not None
+        new_queue, queue_size, steps, (training, scores) = queue_ops.drain(
             [buffer.value for buffer in state.queue],
             state.queue_size.value,
             batch,
             selected,
             lambda is_full, queue, carry: self._backward_if_full(
-                is_full, queue, carry, (x, y, sample_weight)
+                is_full, queue, carry, (x, y, sample_weight),
+                example_ids is not None, refresh,
             ),
-            carry=backend.training_state(self),
+            carry=(backend.training_state(self), scores if refresh else ()),
         )
-        backend.restore_training_state(self, carry)
+        backend.restore_training_state(self, training)
         for buffer, value in zip(state.queue, new_queue):
             buffer.assign(value)
         state.queue_size.assign(queue_size)
+        state.backprops.assign_add(steps * state.queue_capacity)
+        return scores if refresh else None
 
-        # 4. Counters behind the logs.
+    def _selection_logs(self, logs, batch_size, selected):
+        """Updates the counters behind the logs and adds their values."""
+        state = self.selection_state
         num_selected = ops.sum(ops.cast(selected, "int32"))
         state.scored_batches.assign_add(1)
         state.epoch_scored.assign_add(ops.cast(batch_size, "int32"))
         state.epoch_selected.assign_add(num_selected)
         state.selected_total.assign_add(num_selected)
-        state.backprops.assign_add(steps * state.queue_capacity)
         logs["selected_fraction"] = ops.divide_no_nan(
             ops.cast(state.epoch_selected.value, "float32"),
             ops.cast(state.epoch_scored.value, "float32"),
         )
         logs["backprops"] = state.backprops.value
         return logs
+
+
+def _first_batch(epoch_iterator):
+    """One batch of a Keras epoch iterator, read as Keras does (`fit` resets
+    the iterator next).
+
+    A `PyDataset` is indexed directly: starting its worker threads for one
+    batch and stopping them again let batches made for that aborted epoch
+    (in the order of its shuffle) leak into the first real epoch.
+    """
+    adapter = getattr(epoch_iterator, "data_adapter", None)
+    py_dataset = getattr(adapter, "py_dataset", None)
+    if py_dataset is not None and hasattr(adapter, "_standardize_batch"):
+        return adapter._standardize_batch(py_dataset[0])
+    for _, _, batches in epoch_iterator:
+        if isinstance(batches, (list, tuple)):
+            return batches[0]
+        return next(batches)
 
 
 def _is_int(value):

@@ -13,6 +13,7 @@ batch loss Keras reports.
 
 import contextlib
 
+import keras
 from keras import ops
 
 
@@ -53,15 +54,18 @@ def preserved_loss_trackers(compile_loss):
 
     A multi-output model's compiled loss updates one `<output>_loss` metric
     per output on every call. The logs must show the losses of the scoring
-    pass over all examples only, so calls made for other purposes (per-example
-    scoring, the backward step) run inside this context, which restores the
-    metrics' variables afterwards.
+    pass over all examples only, so the backward step's call runs inside this
+    context, which restores the metrics' variables afterwards.
     """
-    variables = [v for m in getattr(compile_loss, "metrics", []) for v in m.variables]
+    variables = _loss_tracker_variables(compile_loss)
     values = [ops.copy(v.value) for v in variables]
     yield
     for variable, value in zip(variables, values):
         variable.assign(value)
+
+
+def _loss_tracker_variables(compile_loss):
+    return [v for m in getattr(compile_loss, "metrics", []) for v in m.variables]
 
 
 def per_example_loss(compile_loss, y_true, y_pred, sample_weight=None):
@@ -92,8 +96,12 @@ def per_example_loss(compile_loss, y_true, y_pred, sample_weight=None):
     compile_loss._flat_losses = [
         entry._replace(loss=_per_example(entry.loss)) for entry in flat_losses
     ]
+    # The loss metrics' updates go to a scope that is then dropped: no
+    # variable is assigned, so this also works inside a conditional branch of
+    # a stateless (JAX) step.
+    trackers = _loss_tracker_variables(compile_loss)
     try:
-        with preserved_loss_trackers(compile_loss):
+        with keras.StatelessScope(state_mapping=[(v, v.value) for v in trackers]):
             values = compile_loss(y_true, y_pred, sample_weight)
     finally:
         compile_loss._flat_losses = flat_losses

@@ -27,7 +27,21 @@ _COUNTERS = (
     ("selected_total", "examples selected so far"),
     ("backprops", "examples backpropagated so far"),
     ("queue_size", "examples waiting in the pending queue"),
+    ("last_fresh_epoch", "last epoch that scored every example (stale selection)"),
+    ("invalid_example_ids", "example ids seen outside the score table"),
 )
+_INITIAL_VALUES = {"last_fresh_epoch": -1}
+# Counters that models saved by earlier versions lack: loaded as initial.
+_ADDED_COUNTERS = ("last_fresh_epoch", "invalid_example_ids")
+
+_SCORE_COLUMNS = (
+    # name, dtype, initial value
+    ("score_loss", "float32", float("nan")),
+    ("score_probability", "float32", 1.0),
+    ("score_epoch", "int32", -1),
+)
+NOT_SCORED = -1
+"""`score_epoch` of an example that was never scored."""
 
 
 def example_signature(leaf):
@@ -53,8 +67,10 @@ class SelectionState(keras.layers.Layer):
 
     Holds the ring buffer of recent losses, the pending queue of selected
     examples (created from the first training batch, since its shapes come
-    from the data), the random seed of the Bernoulli draws and the counters
-    behind `selected_fraction` and `backprops`.
+    from the data), the random seed of the Bernoulli draws, the counters
+    behind `selected_fraction` and `backprops`, and for stale selection the
+    score table: each example's last loss, selection probability and the
+    epoch it was scored in, indexed by example id.
 
     Args:
         history_size: number of recent losses the percentiles are taken over.
@@ -81,8 +97,8 @@ class SelectionState(keras.layers.Layer):
             trainable=False,
             name="loss_history",
         )
-        initial = {"selection_start": selection_start,
-                   "selection_end": selection_end}
+        initial = dict(_INITIAL_VALUES, selection_start=selection_start,
+                       selection_end=selection_end)
         for name, _ in _COUNTERS:
             setattr(
                 self,
@@ -97,7 +113,34 @@ class SelectionState(keras.layers.Layer):
             )
         self.queue = []
         self.queue_signature = None
+        self.score_table = None
         self.built = True
+
+    # --- The score table (stale selection) ---------------------------------
+
+    @property
+    def score_table_size(self):
+        """Examples in the score table (None before it exists)."""
+        return None if self.score_table is None else int(self.score_table[0].shape[0])
+
+    def build_score_table(self, num_examples):
+        """Creates the score table for `num_examples` example ids.
+
+        Its columns are `score_loss` (NaN until scored), `score_probability`
+        (1 until scored) and `score_epoch` (`NOT_SCORED` until scored).
+        """
+        if self.score_table is not None:
+            raise ValueError("The score table exists already.")
+        self.score_table = tuple(
+            self.add_weight(
+                shape=(num_examples,),
+                initializer=keras.initializers.Constant(initial),
+                dtype=dtype,
+                trainable=False,
+                name=name,
+            )
+            for name, dtype, initial in _SCORE_COLUMNS
+        )
 
     # --- The pending queue -------------------------------------------------
 
@@ -153,10 +196,15 @@ class SelectionState(keras.layers.Layer):
             store[name] = variable
         for index, buffer in enumerate(self.queue):
             store[f"queue_{index}"] = buffer
+        for (name, _, _), column in zip(_SCORE_COLUMNS, self.score_table or ()):
+            store[name] = column
 
     def load_own_variables(self, store):
         keys = set(store.keys())
         for name, variable in self._named_variables().items():
+            if name not in keys and name in _ADDED_COUNTERS:
+                variable.assign(_INITIAL_VALUES.get(name, 0))
+                continue
             if name not in keys:
                 raise ValueError(
                     f"The saved selection state has no '{name}'; it was not "
@@ -185,6 +233,18 @@ class SelectionState(keras.layers.Layer):
             for buffer, value in zip(self.queue, buffers):
                 buffer.assign(value)
             self.queue_size.assign(pending)
+        columns = [np.asarray(store[name]) for name, _, _ in _SCORE_COLUMNS
+                   if name in keys]
+        if columns:
+            if self.score_table is None:
+                self.build_score_table(len(columns[0]))
+            elif self.score_table_size != len(columns[0]):
+                raise ValueError(
+                    f"The saved score table has {len(columns[0])} examples, "
+                    f"but this model's has {self.score_table_size}."
+                )
+            for column, value in zip(self.score_table, columns):
+                column.assign(value)
 
     # --- Reading the counters ----------------------------------------------
 

@@ -63,9 +63,11 @@ def test_bad_method_selection(argv, match):
 
 
 def test_methods_compare_on_equal_backprop_budget():
-    compared = benchmark.methods(betas=(1, 3), reference_beta=2)
-    assert list(compared) == ["plain", "sb-beta1", "sb-beta3", "uniform",
-                              "importance"]
+    compared = benchmark.methods(betas=(1, 3), reference_beta=2,
+                                 stalenesses=(3,))
+    assert list(compared) == ["plain", "sb-beta1", "sb-beta3", "sb-beta2-stale3",
+                              "uniform", "importance"]
+    assert compared["sb-beta2-stale3"] == {"beta": 2.0, "staleness": 3}
     assert compared["plain"] is None
     uniform = compared["uniform"]["strategy"]
     importance = compared["importance"]["strategy"]
@@ -97,24 +99,27 @@ def test_bench_end_to_end_on_tiny_data(tmp_path):
     folder = write_image_folder(tmp_path / "data", per_class=20, size=32)
     results = tmp_path / "results"
     result = benchmark.main([
-        "--path", folder, "--epochs", "2", "--seeds", "0", "--betas", "2",
-        "--batch-size", "32", "--results-dir", str(results),
+        "--path", folder, "--epochs", "3", "--seeds", "0", "--betas", "2",
+        "--stalenesses", "2", "--batch-size", "32", "--results-dir", str(results),
         "--output", "tiny", *BACKEND_OPTIONS])
     with open(results / "tiny.json") as file:
         saved = json.load(file)
     assert os.path.getsize(results / "tiny.png") > 1000
     assert saved["summary"] == json.loads(json.dumps(result["summary"]))
-    assert set(saved["runs"]) == {"plain", "sb-beta2", "uniform", "importance"}
+    assert set(saved["runs"]) == {"plain", "sb-beta2", "sb-beta2-stale2",
+                                  "uniform", "importance"}
     for name, (points,) in saved["runs"].items():
-        assert [p["epoch"] for p in points] == [1, 2]
-        assert points[0]["seconds"] < points[1]["seconds"]
+        assert [p["epoch"] for p in points] == [1, 2, 3]
+        assert points[0]["seconds"] < points[1]["seconds"] < points[2]["seconds"]
         if name == "plain":
-            assert points[1]["backprops"] == 2 * 200
+            assert points[2]["backprops"] == 3 * 200
         else:
-            # Epoch 1 primes on every example; epoch 2 selects.
+            # Epoch 1 primes on every example; epochs 2 and 3 select (3 from
+            # stored scores with stale selection).
             assert points[0]["selected_fraction"] == 1.0
             assert points[1]["selected_fraction"] < 1.0
-            assert points[1]["backprops"] < 2 * 200
+            assert points[2]["selected_fraction"] < 1.0
+            assert points[2]["backprops"] < 3 * 200
     assert saved["config"]["train_examples"] == 200
     assert saved["machine"]["keras_backend"] == keras.backend.backend()
     assert saved["command"].startswith("keras-sb bench --path")

@@ -10,8 +10,9 @@ backend. A backend module provides:
 - `training_state(model)` / `restore_training_state(model, carry)`: the
   values the backward step updates, as a structure that a compiled loop can
   carry (empty where variables are updated in place), and back;
-- `backward_step(model, carry, x, y, sample_weight)`: one training-mode
-  forward, backward and optimizer step on a backprop batch; returns the carry;
+- `backward_step(model, carry, x, y, sample_weight, return_predictions=False)`:
+  one training-mode forward, backward and optimizer step on a backprop batch;
+  returns the carry (and the training-mode predictions if asked);
 - `run_if(condition, fn, carry)`: runs `fn(carry)` only when the tensor
   `condition` is true, inside the compiled step, and returns
   `(runs, carry)`, where `runs` is int32 0 or 1;

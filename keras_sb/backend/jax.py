@@ -80,7 +80,7 @@ def restore_training_state(model, carry):
             variable.assign(value)
 
 
-def backward_step(model, carry, x, y, sample_weight):
+def backward_step(model, carry, x, y, sample_weight, return_predictions=False):
     """One training step on exactly the batch `(x, y, weights)`, statelessly.
 
     What `keras.Model.train_step` does on JAX (training-mode forward pass,
@@ -93,7 +93,8 @@ def backward_step(model, carry, x, y, sample_weight):
             variables (see `training_state`).
 
     Returns:
-        The carry after the step.
+        The carry after the step; with `return_predictions`,
+        `(carry, y_pred)` where `y_pred` are the training-mode predictions.
     """
     trainable, model_non_trainable, optimizer_variables = carry
     model_variables = _model_non_trainable_variables(model)
@@ -113,13 +114,16 @@ def backward_step(model, carry, x, y, sample_weight):
         training=True,
         optimizer_variables=optimizer_variables,
     )
-    _, _, non_trainable, _ = aux  # The metrics' updates are dropped.
+    _, y_pred, non_trainable, _ = aux  # The metrics' updates are dropped.
     trainable, optimizer_variables = model.optimizer.stateless_apply(
         optimizer_variables, gradients, trainable
     )
     updated = dict(zip(map(id, model.non_trainable_variables), non_trainable))
     model_non_trainable = [updated[id(variable)] for variable in model_variables]
-    return trainable, model_non_trainable, optimizer_variables
+    carry = (trainable, model_non_trainable, optimizer_variables)
+    if return_predictions:
+        return carry, y_pred
+    return carry
 
 
 def run_if(condition, fn, carry):

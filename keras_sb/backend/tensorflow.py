@@ -27,7 +27,7 @@ def restore_training_state(model, carry):
     """Nothing to restore (see `training_state`)."""
 
 
-def backward_step(model, carry, x, y, sample_weight):
+def backward_step(model, carry, x, y, sample_weight, return_predictions=False):
     """One training step of `model` on exactly the batch `(x, y, weights)`.
 
     A training-mode forward pass, the compiled loss (mean over the batch, with
@@ -37,7 +37,8 @@ def backward_step(model, carry, x, y, sample_weight):
     examples.
 
     Returns:
-        `carry`, unchanged.
+        `carry`, unchanged; with `return_predictions`, `(carry, y_pred)`
+        where `y_pred` are the training-mode predictions.
     """
     with tf.GradientTape() as tape:
         if model._call_has_training_arg:
@@ -53,6 +54,8 @@ def backward_step(model, carry, x, y, sample_weight):
     trainable_weights = model.trainable_weights
     gradients = tape.gradient(loss, trainable_weights)
     model.optimizer.apply_gradients(zip(gradients, trainable_weights))
+    if return_predictions:
+        return carry, tf.nest.map_structure(tf.stop_gradient, y_pred)
     return carry
 
 

@@ -1,0 +1,201 @@
+"""Stale selection: reuse stored scores, so skipped examples cost nothing.
+
+Selective-Backprop runs a forward pass on every example to decide which ones
+to train on. Stale selection (the paper's "Stale-SB") scores every example
+only in one epoch of every `staleness`; in the epochs between, each example's
+stored selection probability decides whether it is trained on, so a skipped
+example costs neither a forward nor a backward pass.
+
+The scores live in a table indexed by example id (`SelectionState.score_table`:
+loss, probability, epoch scored), so the data must carry stable ids
+(`keras_sb.data.with_example_ids`, or `example_ids=True` in the pipelines).
+Fresh epochs write the inference-mode loss and probability of every example;
+in stale epochs the examples drawn from the table go straight into the queue
+of the backward step, whose training-mode losses refresh their entries
+(ranked against the loss history of the fresh epochs, which they do not
+enter: they are the selected, high losses only).
+
+This module holds the pure functions on the table and the `StaleSelection`
+callback that marks epochs fresh or stale.
+"""
+
+import keras
+import numpy as np
+from keras import ops
+
+
+def valid_example_ids(example_ids, table_size):
+    """Whether each id indexes a row of a table of `table_size` examples."""
+    return ops.logical_and(example_ids >= 0, example_ids < table_size)
+
+
+def _safe_ids(example_ids, table_size):
+    return ops.clip(example_ids, 0, table_size - 1)
+
+
+def stored_probabilities(table, example_ids):
+    """Stored selection probabilities of `example_ids`.
+
+    An invalid id (outside the table) gets probability 1: the example is
+    trained on, and the model reports the bad id at the end of the epoch.
+
+    Args:
+        table: tuple `(losses, probabilities, epochs)` of tensors `(n,)`.
+        example_ids: int32 tensor `(batch_size,)`.
+    """
+    _, probability_column, _ = table
+    size = ops.shape(probability_column)[0]
+    stored = ops.take(probability_column, _safe_ids(example_ids, size), axis=0)
+    return ops.where(valid_example_ids(example_ids, size), stored, 1.0)
+
+
+def record_scores(table, example_ids, losses, probabilities, epoch, mask=None):
+    """Writes scores into the table (a pure function: returns the new table).
+
+    Rows of invalid ids, and rows where `mask` is False, are left as they
+    were.
+
+    Args:
+        table: tuple `(losses, probabilities, epochs)` of tensors `(n,)`.
+        example_ids: int32 tensor `(batch_size,)`.
+        losses: float tensor `(batch_size,)`.
+        probabilities: float tensor `(batch_size,)`.
+        epoch: int32 scalar, the epoch the scores come from.
+        mask: optional bool tensor `(batch_size,)` of rows to write.
+
+    Returns:
+        The updated table.
+    """
+    size = ops.shape(table[0])[0]
+    write = valid_example_ids(example_ids, size)
+    if mask is not None:
+        write = ops.logical_and(write, mask)
+    indices = _safe_ids(example_ids, size)
+    epochs = ops.broadcast_to(ops.cast(epoch, "int32"), ops.shape(example_ids))
+    new_table = []
+    for column, values in zip(table, (losses, probabilities, epochs)):
+        values = ops.where(write, ops.cast(values, column.dtype),
+                           ops.take(column, indices, axis=0))
+        new_table.append(
+            ops.scatter_update(column, ops.expand_dims(indices, -1), values)
+        )
+    return tuple(new_table)
+
+
+def is_stale_epoch(epoch, last_fresh_epoch, staleness):
+    """Whether `epoch` reuses the scores of the fresh epoch `last_fresh_epoch`.
+
+    With `staleness = n`, one epoch of every `n` is fresh: epochs
+    `f + 1, ..., f + n - 1` after a fresh epoch `f` are stale.
+
+    Args:
+        epoch: index of the epoch (over the model's life).
+        last_fresh_epoch: index of the last fresh epoch, or -1 if none.
+        staleness: `n >= 1`; 1 makes every epoch fresh.
+    """
+    return last_fresh_epoch >= 0 and 0 < epoch - last_fresh_epoch < staleness
+
+
+@keras.saving.register_keras_serializable(package="keras_sb")
+class StaleSelection(keras.callbacks.Callback):
+    """Scores examples only every `staleness` epochs (the paper's Stale-SB).
+
+    Pass it to `fit` of a `SelectiveBackpropModel` whose training data carry
+    example ids (`keras_sb.data.with_example_ids`, or `example_ids=True` in
+    `keras_sb.data.training_pipeline` / `ArrayPipeline`). One epoch of every
+    `staleness` is fresh: every example is scored by the selection forward
+    pass and its loss and selection probability are stored in the model's
+    score table. In the other (stale) epochs no selection forward pass runs:
+    each example is selected with its stored probability, selected examples
+    are trained on in full backprop batches, and their training-mode losses
+    refresh their scores. Epochs before selection starts (priming) are fresh.
+
+    The score table has one row per example, is saved with the model and
+    restored by `BackupAndRestore`; which epoch was last fresh is stored
+    with it, so resumed training keeps the cycle.
+
+    In stale epochs the logged `loss` is the training-mode loss of the
+    examples trained on (there is no forward pass over the others), and the
+    other compiled metrics are not computed: they are logged as NaN. Validation
+    is unaffected.
+
+    Args:
+        staleness: `n >= 1`: one fresh epoch, then `n - 1` stale ones. The
+            paper uses 3; 1 turns stale selection off.
+        num_examples: number of distinct examples (ids `0 ... n - 1`). Leave
+            None to take it from data made by `with_example_ids` or
+            `ArrayPipeline`.
+
+    Example:
+
+    ```python
+    train = keras_sb.data.training_pipeline(raw_train, 128, example_ids=True)
+    model.fit(train, epochs=30,
+              callbacks=[keras_sb.StaleSelection(staleness=3)])
+    ```
+    """
+
+    def __init__(self, staleness=3, num_examples=None):
+        super().__init__()
+        if not _is_int(staleness) or staleness < 1:
+            raise ValueError(
+                f"`staleness` must be an int >= 1. Received: staleness={staleness!r}"
+            )
+        if num_examples is not None and (not _is_int(num_examples) or num_examples < 1):
+            raise ValueError(
+                "`num_examples` must be None or an int >= 1. "
+                f"Received: num_examples={num_examples!r}"
+            )
+        self.staleness = staleness
+        self.num_examples = num_examples
+        self._stale = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        state = self.model.selection_state
+        counters = state.counters()
+        self._epoch = counters["epochs_completed"]
+        step = counters["scored_batches"]
+        selecting = counters["selection_start"] <= step < counters["selection_end"]
+        self._stale = selecting and is_stale_epoch(
+            self._epoch, counters["last_fresh_epoch"], self.staleness
+        )
+        if selecting and not self._stale:
+            state.last_fresh_epoch.assign(self._epoch)
+        self.model._set_stale_epoch(self._stale)
+
+    def on_epoch_end(self, epoch, logs=None):
+        state = self.model.selection_state
+        invalid = int(state.invalid_example_ids.numpy())
+        if invalid:
+            state.invalid_example_ids.assign(0)
+            raise ValueError(
+                f"{invalid} training examples this epoch had an example id "
+                f"outside the score table (ids 0 to {state.score_table_size - 1})"
+                ". Their scores were not stored. The ids must number the "
+                "examples of the training data from 0: make them with "
+                "`keras_sb.data.with_example_ids` on the whole training set, "
+                "or pass the right `num_examples` to StaleSelection."
+            )
+        if not self._stale and not self.model._fit_steps_per_epoch:
+            # A fresh epoch over the whole data scores every row once.
+            epochs = keras.ops.convert_to_numpy(state.score_table[2].value)
+            missing = int(np.sum(epochs != self._epoch))
+            if missing:
+                raise ValueError(
+                    f"{missing} of the {len(epochs)} rows of the score table "
+                    "were not scored in this epoch, which went over the whole "
+                    "training data: the data have fewer distinct example ids "
+                    "than the table has rows. `num_examples` (or the data the "
+                    "table was made for) does not match this dataset."
+                )
+
+    def on_train_end(self, logs=None):
+        self._stale = False
+        self.model._set_stale_epoch(False)
+
+    def get_config(self):
+        return {"staleness": self.staleness, "num_examples": self.num_examples}
+
+
+def _is_int(value):
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

@@ -9,19 +9,21 @@ and the same data (a slice of the CIFAR-10 training set):
   `f = inference time / training time`,
 - the per-epoch time of `SelectiveBackpropModel` at several `beta`, with the
   selected fraction `s` it measured,
-- the per-epoch time of a stale epoch (`StaleSelection`, reference beta):
-  no selection forward pass, each example drawn from its stored score,
+- for stale selection (`StaleSelection(n)` at the reference beta, one fresh
+  epoch then `n - 1` stale ones, in which no selection forward pass runs and
+  each example is drawn from its stored score): the times of its fresh and
+  of its stale epochs,
 
 and reports the measured speedup over plain training next to the ideal one,
 `1 / (f + s)` (ALGORITHM.md), or `1 / s` for a stale epoch, and the mean
-epoch time of stale selection with staleness `n` (one fresh epoch, then
-`n - 1` stale ones). Selection runs from the first batch (no priming) so
-every timed epoch selects. Epochs are timed round-robin across the methods
-(one epoch of each, repeated), after one untimed round (tracing and
-compilation; for stale selection, the fresh epoch that fills the score
-table); each time is the median over the rounds. Every method reads the same
-shuffled `tf.data` pipeline of in-memory images; stale selection's carries
-example ids.
+epoch time of each staleness over its cycle, `(fresh + (n - 1) stale) / n`.
+Selection runs from the first batch (no priming) so every timed epoch
+selects. Epochs are timed round-robin across the methods (one epoch of each,
+repeated), after one untimed round (tracing and compilation); each time is
+the median over the rounds (over the rounds of its kind for stale
+selection; its first stale epoch, which compiles the stale step, is not
+timed). Every method reads the same shuffled `tf.data` pipeline of in-memory
+images; stale selection's carries example ids.
 
 Run: `python benchmarks/throughput.py` (graph mode on the CPU; add
 `--jit-compile` for XLA). Writes benchmarks/results/throughput.json.
@@ -71,31 +73,36 @@ def batches(x, y, args, example_ids=False):
 
 
 def one_epoch(model, data, args, callbacks=()):
-    """Trains `model` one epoch; returns (seconds, selected fraction)."""
+    """Trains `model` one epoch; returns (seconds, selected fraction, kind)."""
     timer = EpochTimer()
     history = model.fit(data, epochs=1, verbose=0,
-                        callbacks=[*callbacks, timer])
-    return timer.times[0], history.history.get("selected_fraction", [None])[0]
+                        callbacks=[*callbacks, timer]).history
+    # A stale epoch computes no metric over all examples: accuracy is NaN.
+    kind = "stale" if np.isnan(history["accuracy"][0]) else "fresh"
+    return timer.times[0], history.get("selected_fraction", [None])[0], kind
 
 
 def one_inference_pass(model, data, args):
     start = time.perf_counter()
     model.evaluate(data, verbose=0)
-    return time.perf_counter() - start, None
+    return time.perf_counter() - start, None, "fresh"
 
 
-def one_stale_epoch(model, data, args):
-    # Every epoch after the first (fresh, untimed) one is stale.
-    return one_epoch(model, data, args,
-                     [keras_sb.StaleSelection(staleness=10**6)])
+def stale_epochs(staleness):
+    callback = keras_sb.StaleSelection(staleness)
+
+    def run(model, data, args):
+        return one_epoch(model, data, args, [callback])
+
+    return run
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--train-size", type=int, default=12800)
     parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--rounds", type=int, default=7,
-                        help="timed epochs per method, after 1 warm-up epoch")
+    parser.add_argument("--rounds", type=int, default=9,
+                        help="epochs per method, after 1 warm-up epoch")
     parser.add_argument("--betas", type=float, nargs="+", default=[1, 2, 3])
     parser.add_argument("--reference-beta", type=float, default=2.0,
                         help="beta of the stale-selection timing")
@@ -119,25 +126,30 @@ def main():
         model = build(True, args.seed, beta=beta, start=0, seed=args.seed)
         compile_model(model, args.jit_compile)
         methods[f"beta={beta:g}"] = (model, one_epoch, data)
-    stale_name = f"beta={args.reference_beta:g} stale epoch"
-    model = build(True, args.seed, beta=args.reference_beta, start=0,
-                  seed=args.seed)
-    compile_model(model, args.jit_compile)
-    methods[stale_name] = (model, one_stale_epoch, data_with_ids)
+    for staleness in args.stalenesses:
+        model = build(True, args.seed, beta=args.reference_beta, start=0,
+                      seed=args.seed)
+        compile_model(model, args.jit_compile)
+        methods[f"beta={args.reference_beta:g} staleness {staleness}"] = (
+            model, stale_epochs(staleness), data_with_ids)
 
     # Round-robin, so that drifts in the machine's speed hit every method
-    # alike; the first round (tracing, compilation) is not timed.
+    # alike; the first epoch of each kind (tracing, compilation) is not timed.
     names = list(methods)
     seconds = {name: [] for name in names}
     fractions = {name: [] for name in names}
+    kinds = {name: [] for name in names}
+    compiled = set()
     for round_index in range(args.rounds + 1):
         shift = round_index % len(names)
         for name in names[shift:] + names[:shift]:
             model, run, data = methods[name]
-            elapsed, fraction = run(model, data, args)
-            if round_index:
+            elapsed, fraction, kind = run(model, data, args)
+            if (name, kind) in compiled:
                 seconds[name].append(elapsed)
                 fractions[name].append(fraction)
+                kinds[name].append(kind)
+            compiled.add((name, kind))
         print(f"round {round_index}: " + ", ".join(
             f"{n} {seconds[n][-1]:.2f}s" for n in names if seconds[n]))
 
@@ -167,33 +179,40 @@ def main():
               f"{measured:.2f}x of ideal {ideal:.2f}x "
               f"({100 * measured / ideal:.0f}%)")
 
-    fresh_epoch = statistics.median(seconds[f"beta={args.reference_beta:g}"])
-    stale_epoch = statistics.median(seconds[stale_name])
-    stale_s = float(np.mean(fractions[stale_name]))
-    stale = {
-        "beta": args.reference_beta,
-        "stale_epoch_seconds": stale_epoch,
-        "stale_epoch_seconds_all": seconds[stale_name],
-        "selected_fraction": stale_s,
-        "selected_fraction_all": fractions[stale_name],
-        "stale_epoch_speedup": plain_epoch / stale_epoch,
-        "stale_epoch_ideal_speedup": 1.0 / stale_s,
-        "fresh_epoch_seconds": fresh_epoch,
-        "by_staleness": [],
-    }
-    print(f"{stale_name}: {stale_epoch:.2f} s/epoch, s = {stale_s:.3f}, "
-          f"speedup {plain_epoch / stale_epoch:.2f}x of ideal {1 / stale_s:.2f}x")
+    stale = []
     for staleness in args.stalenesses:
-        mean_epoch = (fresh_epoch + (staleness - 1) * stale_epoch) / staleness
-        stale["by_staleness"].append({
+        name = f"beta={args.reference_beta:g} staleness {staleness}"
+        by_kind = {}
+        for kind in ("fresh", "stale"):
+            times = [t for t, k in zip(seconds[name], kinds[name]) if k == kind]
+            shares = [f for f, k in zip(fractions[name], kinds[name]) if k == kind]
+            by_kind[kind] = {
+                "epoch_seconds": statistics.median(times),
+                "epoch_seconds_all": times,
+                "selected_fraction": float(np.mean(shares)),
+                "selected_fraction_all": shares,
+            }
+        fresh, stale_epoch = (by_kind[k]["epoch_seconds"] for k in ("fresh", "stale"))
+        stale_s = by_kind["stale"]["selected_fraction"]
+        mean_epoch = (fresh + (staleness - 1) * stale_epoch) / staleness
+        stale.append({
+            "beta": args.reference_beta,
             "staleness": staleness,
+            "fresh_epochs": by_kind["fresh"],
+            "stale_epochs": by_kind["stale"],
+            "stale_epoch_speedup": plain_epoch / stale_epoch,
+            "stale_epoch_ideal_speedup": 1.0 / stale_s,
             "mean_epoch_seconds": mean_epoch,
             "speedup_vs_plain": plain_epoch / mean_epoch,
-            "speedup_vs_fresh_selection": fresh_epoch / mean_epoch,
+            "speedup_vs_non_stale": (
+                statistics.median(seconds[f"beta={args.reference_beta:g}"])
+                / mean_epoch),
         })
-        print(f"staleness {staleness}: {mean_epoch:.2f} s/epoch on average, "
+        print(f"{name}: fresh {fresh:.2f} s, stale {stale_epoch:.2f} s/epoch "
+              f"(s = {stale_s:.3f}, {plain_epoch / stale_epoch:.2f}x plain, "
+              f"ideal {1 / stale_s:.2f}x); cycle mean {mean_epoch:.2f} s/epoch, "
               f"{plain_epoch / mean_epoch:.2f}x plain, "
-              f"{fresh_epoch / mean_epoch:.2f}x non-stale selection")
+              f"{stale[-1]['speedup_vs_non_stale']:.2f}x non-stale selection")
 
     path = write_result(args.output, {
         "description": "Per-epoch time of SelectiveBackpropModel vs plain "

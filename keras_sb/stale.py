@@ -9,11 +9,12 @@ example costs neither a forward nor a backward pass.
 The scores live in a table indexed by example id (`SelectionState.score_table`:
 loss, probability, epoch scored), so the data must carry stable ids
 (`keras_sb.data.with_example_ids`, or `example_ids=True` in the pipelines).
-Fresh epochs write the inference-mode loss and probability of every example;
-in stale epochs the examples drawn from the table go straight into the queue
-of the backward step, whose training-mode losses refresh their entries
-(ranked against the loss history of the fresh epochs, which they do not
-enter: they are the selected, high losses only).
+Fresh epochs write the inference-mode loss and selection probability of
+every example; in stale epochs each example is drawn with the probability of
+the last fresh epoch, drawn examples go straight into the queue of the
+backward step, and its training-mode losses refresh their loss and epoch
+(not their probability: training-mode losses are not comparable with the
+inference-mode losses the percentiles are taken over).
 
 This module holds the pure functions on the table and the `StaleSelection`
 callback that marks epochs fresh or stale.
@@ -106,9 +107,10 @@ class StaleSelection(keras.callbacks.Callback):
     `staleness` is fresh: every example is scored by the selection forward
     pass and its loss and selection probability are stored in the model's
     score table. In the other (stale) epochs no selection forward pass runs:
-    each example is selected with its stored probability, selected examples
-    are trained on in full backprop batches, and their training-mode losses
-    refresh their scores. Epochs before selection starts (priming) are fresh.
+    each example is selected with the probability stored by the last fresh
+    epoch, selected examples are trained on in full backprop batches, and
+    their training-mode losses are stored as their latest loss. Epochs before
+    selection starts (priming) are fresh.
 
     The score table has one row per example, is saved with the model and
     restored by `BackupAndRestore`; which epoch was last fresh is stored

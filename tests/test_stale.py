@@ -211,15 +211,21 @@ class TestStaleEpochs:
     def test_stale_epoch_refreshes_the_scores_it_trains_on(self):
         x, y = regression_data(400)
         model, _, _ = frozen_model(len(x), seed=3, backprop_batch_size=10)
-        model.fit(id_pipeline(x, y, 40), epochs=2, verbose=0,
-                  callbacks=[keras_sb.StaleSelection(staleness=2)])
-        losses, _, epochs = (numpy(c.value) for c in model.selection_state.score_table)
+        callback = keras_sb.StaleSelection(staleness=2)
+        model.fit(id_pipeline(x, y, 40), epochs=1, verbose=0, callbacks=[callback])
+        fresh_probabilities = numpy(model.selection_state.score_table[1].value).copy()
+        model.fit(id_pipeline(x, y, 40, seed=1), epochs=1, verbose=0,
+                  callbacks=[callback])
+        losses, probabilities, epochs = (
+            numpy(c.value) for c in model.selection_state.score_table)
         refreshed = epochs == 1
         assert 0 < refreshed.sum() < len(x)
         # Training-mode losses of the same frozen model: still y ** 2.
         np.testing.assert_allclose(losses[refreshed], y[refreshed] ** 2, rtol=1e-5)
         # The biggest losers were the ones refreshed.
         assert y[refreshed].mean() > y[~refreshed].mean()
+        # The probabilities stay those of the fresh epoch.
+        np.testing.assert_array_equal(probabilities, fresh_probabilities)
 
     def test_learns_with_xla(self, digits):
         x, y, x_test, y_test = digits

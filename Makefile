@@ -1,7 +1,7 @@
 # Two entry points that work on a fresh machine (see README.md):
 #   make demo   set up .venv and run the demo
 #   make test   set up .venv and run the test suite, on TensorFlow then JAX
-#   make bench  set up .venv and run the benchmarks (about an hour)
+#   make bench  set up .venv and run the benchmarks (well over an hour on a 2-core CPU)
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin

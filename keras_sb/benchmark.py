@@ -287,7 +287,30 @@ def summarize(runs, target_gap=0.005, target=None):
             "total_seconds": [points[-1]["seconds"] for points in per_seed],
             "total_backprops": [points[-1]["backprops"] for points in per_seed],
         }
+    for name, per_seed in runs.items():
+        base = name.split("-stale")[0]
+        if name != base and base in runs:
+            summary["methods"][name]["vs_non_stale"] = _compare_at_final(
+                runs[base], per_seed, target_gap)
     return summary
+
+
+def _compare_at_final(reference, runs, target_gap):
+    """Speedup of `runs` over `reference` (lists of curves, one per seed) to
+    the reference's mean final accuracy minus `target_gap`: how stale
+    selection compares with selection at the same beta."""
+    target = float(np.mean([points[-1]["test_accuracy"] for points in reference]))
+    target -= target_gap
+    times = [time_to_accuracy(points, target) for points in runs]
+    reference_times = [time_to_accuracy(points, target) for points in reference]
+    speedups = [theirs[0] / mine[0] if theirs and mine else None
+                for theirs, mine in zip(reference_times, times)]
+    return {
+        "target_accuracy": target,
+        "seconds_to_target": [t[0] if t else None for t in times],
+        "reference_seconds_to_target": [t[0] if t else None for t in reference_times],
+        "speedup": speedups,
+    }
 
 
 def plot(runs, summary, path):
@@ -575,6 +598,13 @@ def format_summary(summary):
         backprops = ", ".join(str(b) for b in row["total_backprops"])
         lines.append(f"| {name} | {row['reached_target']} | {times} | "
                      f"{speedups} | {finals} | {backprops} |")
+    for name, row in summary["methods"].items():
+        if "vs_non_stale" in row:
+            compared = row["vs_non_stale"]
+            speedups = ", ".join("-" if s is None else f"{s:.2f}x"
+                                 for s in compared["speedup"])
+            lines.append(f"\n{name} vs non-stale selection, to "
+                         f"{compared['target_accuracy']:.4f}: {speedups}")
     return "\n".join(lines)
 
 

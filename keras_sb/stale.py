@@ -97,7 +97,6 @@ def is_stale_epoch(epoch, last_fresh_epoch, staleness):
     return last_fresh_epoch >= 0 and 0 < epoch - last_fresh_epoch < staleness
 
 
-@keras.saving.register_keras_serializable(package="keras_sb")
 class StaleSelection(keras.callbacks.Callback):
     """Scores examples only every `staleness` epochs (the paper's Stale-SB).
 
@@ -151,6 +150,16 @@ class StaleSelection(keras.callbacks.Callback):
         self.staleness = staleness
         self.num_examples = num_examples
         self._stale = False
+
+    def on_train_begin(self, logs=None):
+        if getattr(self.model, "selection_state", None) is None or (
+            self.model.selection_state.score_table is None
+        ):
+            raise ValueError(
+                "StaleSelection is a callback for `fit` of a "
+                "keras_sb.SelectiveBackpropModel. Received a model of type "
+                f"{type(self.model).__name__}."
+            )
 
     def on_epoch_begin(self, epoch, logs=None):
         state = self.model.selection_state

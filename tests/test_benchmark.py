@@ -53,6 +53,19 @@ def test_summary_without_plain():
     assert summary["methods"]["fast"]["speedup_vs_plain"] == [None]
 
 
+def test_stale_methods_are_compared_with_selection_at_the_same_beta():
+    runs = {"plain": [curve([10, 20], [0.7, 0.9], 20)],
+            "sb-beta2": [curve([6, 12], [0.6, 0.8], 8)],
+            "sb-beta2-stale3": [curve([4, 8], [0.7, 0.8], 6)]}
+    summary = benchmark.summarize(runs, target_gap=0.0)
+    stale = summary["methods"]["sb-beta2-stale3"]["vs_non_stale"]
+    assert stale["target_accuracy"] == pytest.approx(0.8)
+    assert stale["seconds_to_target"] == [8]
+    assert stale["reference_seconds_to_target"] == [12]
+    assert stale["speedup"] == [pytest.approx(1.5)]
+    assert "vs_non_stale" not in summary["methods"]["sb-beta2"]
+
+
 @pytest.mark.parametrize("argv, match", [
     (["--methods", "plain", "sgd"], r"Unknown methods \['sgd'\]"),
     (["--methods", "uniform"], "give --target"),

@@ -282,6 +282,12 @@ class TestErrors:
         with pytest.raises(ValueError, match="1400 rows, but the training data have 700"):
             model.fit(smaller, verbose=0, callbacks=[keras_sb.StaleSelection()])
 
+    def test_plain_keras_model(self, digits):
+        x, y, _, _ = digits
+        model = compile_model(keras.Model(*mlp()))
+        with pytest.raises(ValueError, match="callback for `fit` of a keras_sb"):
+            model.fit(x, y, verbose=0, callbacks=[keras_sb.StaleSelection()])
+
     def test_unknown_size(self, digits):
         x, y, _, _ = digits
         model = compile_model(keras_sb.SelectiveBackpropModel(*mlp()))

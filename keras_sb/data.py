@@ -140,13 +140,11 @@ def count_examples(x):
     if isinstance(x, ArrayPipeline):
         return len(x.images) if x.example_ids else None
     # Walk back through the chain of transformations to `with_example_ids`.
-    seen = 0
-    while x is not None and seen < 1000:
+    while x is not None:
         count = getattr(x, _NUM_EXAMPLES_ATTRIBUTE, None)
         if count is not None:
             return count
         x = getattr(x, "_input_dataset", None)
-        seen += 1
     return None
 
 

@@ -34,14 +34,14 @@ _INITIAL_VALUES = {"last_fresh_epoch": -1}
 # Counters that models saved by earlier versions lack: loaded as initial.
 _ADDED_COUNTERS = ("last_fresh_epoch", "invalid_example_ids")
 
+NOT_SCORED = -1
+"""`score_epoch` of an example that was never scored."""
 _SCORE_COLUMNS = (
     # name, dtype, initial value
     ("score_loss", "float32", float("nan")),
     ("score_probability", "float32", 1.0),
-    ("score_epoch", "int32", -1),
+    ("score_epoch", "int32", NOT_SCORED),
 )
-NOT_SCORED = -1
-"""`score_epoch` of an example that was never scored."""
 
 
 def example_signature(leaf):

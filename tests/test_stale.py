@@ -316,6 +316,23 @@ class TestSaving:
                              callbacks=[keras_sb.StaleSelection(3)])
         assert list(np.isnan(history.history["accuracy"])) == [True, True, False]
 
+    def test_state_saved_before_stale_selection_still_loads(self):
+        """Models saved by the version without stale selection lack its
+        counters; they load with the counters' initial values."""
+        state = keras_sb.SelectionState(16)
+        store = {name: numpy(variable.value)
+                 for name, variable in state._named_variables().items()
+                 if name not in ("last_fresh_epoch", "invalid_example_ids")}
+        store["scored_batches"] = np.array(7, "int32")
+        loaded = keras_sb.SelectionState(16)
+        loaded.load_own_variables(store)
+        counters = loaded.counters()
+        assert counters["scored_batches"] == 7
+        assert counters["last_fresh_epoch"] == -1 and loaded.score_table is None
+        del store["backprops"]
+        with pytest.raises(ValueError, match="no 'backprops'"):
+            loaded.load_own_variables(store)
+
     def test_backup_and_restore_keeps_the_table(self, digits, tmp_path):
         x, y, _, _ = digits
         train = keras_sb.data.training_pipeline(

@@ -59,6 +59,12 @@ def machine():
         info["git_commit"] = subprocess.check_output(
             ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True
         ).strip()
+        changed = subprocess.check_output(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=ROOT, text=True,
+        ).strip()
+        if changed:  # Measured with changes not yet committed.
+            info["git_commit"] += "-dirty"
     except (OSError, subprocess.CalledProcessError):
         pass
     return info

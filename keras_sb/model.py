@@ -10,6 +10,7 @@ XLA, mixed precision and saving keep working as in plain Keras.
 """
 
 import functools
+import warnings
 import weakref
 
 import keras
@@ -90,6 +91,12 @@ class SelectiveBackpropModel(keras.Model):
     lives in non-trainable variables of `model.selection_state` and is saved
     with the model. Selected examples that are still queued at the end of
     `fit` stay queued and are trained on in the next `fit`.
+
+    Built under a `tf.distribute` strategy's scope, each replica scores its
+    share of the global batch against one global loss history, queues its
+    own selected examples, and all replicas take each backward step
+    together (see `keras_sb.queue.drain_synchronized`). Under a JAX
+    `keras.distribution.DataParallel`, the global batch is scored together.
 
     With the `keras_sb.StaleSelection` callback and training data that carry
     example ids (`keras_sb.data.with_example_ids`), scores are stored per
@@ -200,6 +207,7 @@ class SelectiveBackpropModel(keras.Model):
         self._backprop_batch_size = backprop_batch_size
         self._seed = seed
         self._fit_batch_size = None
+        self._scoring_batch_size = None
         self._fit_steps_per_epoch = None
         self._queue_from_next_build = False
         self._stale_epoch = False
@@ -217,12 +225,11 @@ class SelectiveBackpropModel(keras.Model):
 
     @property
     def backprop_batch_size(self):
-        """Examples per backward step (None until known)."""
-        return (
-            self.selection_state.queue_capacity
-            or self._backprop_batch_size
-            or self._fit_batch_size
-        )
+        """Examples per backward step, over all replicas (None until known)."""
+        rows = self.selection_state.queue_batch_rows
+        if rows is not None:
+            return rows * backend.num_replicas(self)
+        return self._backprop_batch_size or self._fit_batch_size
 
     @property
     def start(self):
@@ -314,8 +321,9 @@ class SelectiveBackpropModel(keras.Model):
         validation_batch_size=None,
         validation_freq=1,
     ):
+        self._scoring_batch_size = data_utils.batch_size_of(x, batch_size)
         if self.backprop_batch_size is None:
-            self._fit_batch_size = data_utils.batch_size_of(x, batch_size)
+            self._fit_batch_size = self._scoring_batch_size
         window = SelectionWindow(self._start, self._end)
         if isinstance(callbacks, keras.callbacks.CallbackList):
             callbacks.callbacks.insert(0, window)
@@ -328,6 +336,12 @@ class SelectiveBackpropModel(keras.Model):
         if len(stale_callbacks) > 1:
             raise ValueError("Pass at most one StaleSelection callback to `fit`.")
         if stale_callbacks:
+            if backend.num_replicas(self) > 1:
+                raise ValueError(
+                    "StaleSelection does not support training on several "
+                    "replicas of a tf.distribute strategy yet. Train without "
+                    "StaleSelection, or on one replica."
+                )
             self._prepare_score_table(x, stale_callbacks[0])
         self._fit_steps_per_epoch = steps_per_epoch
         self._queue_from_next_build = backend.STATELESS_STEP
@@ -489,6 +503,21 @@ class SelectiveBackpropModel(keras.Model):
         if make_queue and self._prepare_queue(data_batch):
             self.train_function = None  # Its state has new variables.
 
+    def _maybe_symbolic_build(self, iterator=None, data_batch=None):
+        # TensorFlow trainer under a strategy: Keras averages the first
+        # distributed batch over the replicas (`strategy.reduce`), which
+        # fails under MultiWorkerMirroredStrategy (Keras 3.15) and turns
+        # integer labels into floats. One replica's batch has the shapes and
+        # dtypes the build needs.
+        if iterator is not None and self._distribute_strategy is not None:
+            for _, _, batches in iterator:
+                data_batch = backend.local_batch(self.distribute_strategy,
+                                                 next(batches))
+                break
+            iterator = None
+        return super()._maybe_symbolic_build(iterator=iterator,
+                                             data_batch=data_batch)
+
     def train_on_batch(self, *args, **kwargs):
         self._queue_from_next_build = backend.STATELESS_STEP
         try:
@@ -530,19 +559,37 @@ class SelectiveBackpropModel(keras.Model):
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         signature = self._queue_signature(x, y, sample_weight, example_ids)
         state = self.selection_state
-        if state.queue_signature == signature:
-            return False
-        capacity = self.backprop_batch_size
-        if capacity is None:
-            leaf = _present_leaves(data)[0]
-            capacity = leaf.shape[0]
-        if capacity is None:
+        replicas = backend.num_replicas(self)
+        batch_size = self.backprop_batch_size
+        if batch_size is None:
+            # The batches here are those of one replica.
+            local = _present_leaves(data)[0].shape[0]
+            batch_size = None if local is None else local * replicas
+        if batch_size is None:
             raise ValueError(
                 "Could not tell the batch size of the training data, which is "
                 "the default backprop batch size. Pass "
                 "`backprop_batch_size=` to SelectiveBackpropModel."
             )
-        state.build_queue(signature, int(capacity))
+        if batch_size % replicas:
+            raise ValueError(
+                f"The backprop batch size ({batch_size}) must be a multiple "
+                f"of the number of replicas ({replicas}): each replica trains "
+                "on an equal share of each backward step. Pass "
+                "`backprop_batch_size=` to SelectiveBackpropModel."
+            )
+        rows = batch_size // replicas
+        # With several replicas each queue has room for a second backward
+        # batch, so a replica can go on selecting while the others catch up
+        # (see `queue.drain_synchronized`).
+        capacity = rows if replicas == 1 else 2 * rows
+        layout = (signature, capacity, rows)
+        current = (state.queue_signature, state.queue_capacity,
+                   state.queue_batch_rows)
+        if current == layout:
+            return False
+        with backend.variable_scope(self):
+            state.build_queue(signature, capacity, batch_rows=rows)
         return True
 
     def _forward(self, x, training):
@@ -561,8 +608,12 @@ class SelectiveBackpropModel(keras.Model):
     def _draw_selection(self, losses):
         """Updates the loss history; returns selected mask and probabilities."""
         state = self.selection_state
+        replicas, replica_id = backend.replica_info()
+        # Every replica ranks against the same history: that of the losses
+        # of all replicas (the global batch).
+        scored = losses if replicas == 1 else backend.all_gather(losses)
         history, position = selection.append_to_history(
-            state.loss_history.value, state.history_position.value, losses
+            state.loss_history.value, state.history_position.value, scored
         )
         state.loss_history.assign(history)
         state.history_position.assign(position)
@@ -576,7 +627,10 @@ class SelectiveBackpropModel(keras.Model):
         keep = ops.logical_or(ops.logical_not(self._selecting()),
                               ops.logical_not(finite))
         probabilities = ops.where(keep, 1.0, probabilities)
-        selected = selection.bernoulli(probabilities, state.seed_generator)
+        selected = selection.bernoulli(
+            probabilities, state.seed_generator, stream=replica_id,
+            num_streams=replicas,
+        )
         return selected, probabilities
 
     def _backward_if_full(self, is_full, queue, carry, structure, has_ids,
@@ -757,6 +811,10 @@ class SelectiveBackpropModel(keras.Model):
             batch.append(self.strategy.importance_weights(probabilities))
         if example_ids is not None:
             batch.append(example_ids)
+        if backend.replica_info()[0] > 1:
+            self._queue_and_train_synchronized(x, y, sample_weight, batch,
+                                               selected)
+            return None
         refresh = scores is not None
         new_queue, queue_size, steps, (training, scores) = queue_ops.drain(
             [buffer.value for buffer in state.queue],
@@ -776,10 +834,70 @@ class SelectiveBackpropModel(keras.Model):
         state.backprops.assign_add(steps * state.queue_capacity)
         return scores if refresh else None
 
+    def _queue_and_train_synchronized(self, x, y, sample_weight, batch,
+                                      selected):
+        """`_queue_and_train` on one of several replicas of a strategy.
+
+        Each replica queues its own selected examples; the replicas decide
+        together when to take a backward step (`queue.drain_synchronized`),
+        which then trains every replica on its queue, with the usual
+        all-reduce of gradients.
+        """
+        state = self.selection_state
+        replicas, _ = backend.replica_info()
+        rows = state.queue_batch_rows
+        local_batch = selected.shape[0]
+        if local_batch is None and self._scoring_batch_size:
+            local_batch = -(-self._scoring_batch_size // replicas)
+        iterations = 1 + -(-(local_batch or rows) // rows)
+        structure = (x, y, sample_weight)
+
+        def decide(ready, stuck, local_rows):
+            flags = backend.all_reduce_sum(ops.stack([
+                ops.cast(ready, "int32"), ops.cast(stuck, "int32"), local_rows,
+            ]))
+            return ops.logical_or(flags[0] >= replicas, flags[1] > 0), flags[2]
+
+        def train(head, mask):
+            head = list(head)
+            weights = head.pop() if self._reweights() else None
+            x, y, sample_weight = _fill_leaves(structure, head)
+            # Rows beyond a replica's queue (when another replica's queue
+            # overflows) get weight 0.
+            if weights is not None:
+                mask = mask * ops.cast(weights, mask.dtype)
+            trained_weight = _apply_importance_weights(sample_weight, mask)
+            backend.backward_step(self, (), x, y, trained_weight)
+
+        def backward(run, head, mask):
+            return backend.synchronized_run_if(
+                run, train, (head, ops.cast(mask, "float32"))
+            )
+
+        new_queue, queue_size, steps, trained, dropped = (
+            queue_ops.drain_synchronized(
+                [buffer.value for buffer in state.queue],
+                state.queue_size.value, batch, selected, rows, iterations,
+                decide, backward,
+            )
+        )
+        for buffer, value in zip(state.queue, new_queue):
+            buffer.assign(value)
+        state.queue_size.assign(queue_size)
+        state.backprops.assign_add(trained)
+        state.padded_examples.assign_add(steps * rows * replicas - trained)
+        state.dropped_examples.assign_add(backend.all_reduce_sum(dropped))
+
     def _selection_logs(self, logs, batch_size, selected):
         """Updates the counters behind the logs and adds their values."""
         state = self.selection_state
         num_selected = ops.sum(ops.cast(selected, "int32"))
+        if backend.replica_info()[0] > 1:
+            # The counters of every replica count all replicas' examples.
+            counts = backend.all_reduce_sum(ops.stack([
+                ops.cast(batch_size, "int32"), num_selected,
+            ]))
+            batch_size, num_selected = counts[0], counts[1]
         state.scored_batches.assign_add(1)
         state.epoch_scored.assign_add(ops.cast(batch_size, "int32"))
         state.epoch_selected.assign_add(num_selected)
@@ -887,4 +1005,17 @@ class SelectionWindow(keras.callbacks.Callback):
         state.selection_end.assign(end_step)
 
     def on_epoch_end(self, epoch, logs=None):
-        self.model.selection_state.epochs_completed.assign_add(1)
+        state = self.model.selection_state
+        state.epochs_completed.assign_add(1)
+        dropped = int(state.dropped_examples.numpy())
+        if dropped > self._dropped:
+            warnings.warn(
+                f"{dropped - self._dropped} selected examples found no room "
+                "in their replica's queue this epoch and were not trained on. "
+                "Set `backprop_batch_size` to at least the global batch size.",
+                stacklevel=2,
+            )
+        self._dropped = dropped
+
+    def on_train_begin(self, logs=None):
+        self._dropped = int(self.model.selection_state.dropped_examples.numpy())

@@ -12,6 +12,9 @@ capacity, whatever the batch size, so no selected example is ever dropped.
 The loop threads an optional `carry` (on JAX, the values of the variables the
 backward step updates) through the backward steps, so it stays a pure
 function on backends without in-place updates.
+
+`drain_synchronized` does the same for data-parallel replicas that each keep
+their own queue and must take every backward step together.
 """
 
 from keras import ops
@@ -94,3 +97,86 @@ def drain(queue, size, batch, selected, backward_if_full, carry=()):
         (zero, ops.cast(size, "int32"), zero, list(queue), carry),
     )
     return list(queue), size, steps, carry
+
+
+def pop_front(queue, size, count):
+    """Removes the first `count` examples of the queue; the rest move up.
+
+    Args:
+        queue: list of tensors, each `(capacity, ...)`.
+        size: int32 scalar, number of examples in the queue.
+        count: int32 scalar in `[0, size]`.
+
+    Returns:
+        Tuple `(queue, size)`.
+    """
+    capacity = ops.shape(queue[0])[0]
+    source = ops.minimum(ops.arange(capacity, dtype="int32") + count,
+                         capacity - 1)
+    return [ops.take(buffer, source, axis=0) for buffer in queue], size - count
+
+
+def drain_synchronized(queue, size, batch, selected, batch_rows, iterations,
+                       decide, backward):
+    """`drain` for data-parallel replicas that each keep their own queue.
+
+    A backward step trains every replica at once (its gradients are summed
+    across replicas), so all replicas must agree on when it runs, and every
+    replica must call `decide` and `backward` equally often. Each replica's
+    queue holds `batch_rows` examples per backward step and has room for
+    more (its capacity), so a replica whose queue is full can keep
+    selecting while the others fill theirs. A backward step runs when every
+    replica has `batch_rows` examples queued, or when some replica has a
+    full queue and selected examples that do not fit; then replicas with
+    fewer than `batch_rows` train on what they have (the missing rows get
+    weight 0, `mask`), so no selected example is ever dropped.
+
+    The loop is unrolled `iterations` times (a backward step inside a
+    compiled loop cannot synchronize replicas on every strategy). With
+    `capacity >= batch_rows`, `ceil(batch_size / batch_rows) + 1` iterations
+    always queue the whole batch; `dropped` counts what did not fit, and is
+    0 unless `iterations` is too small.
+
+    Args:
+        queue: list of tensors, each `(capacity, ...)`.
+        size: int32 scalar, examples in the queue, at most `capacity`.
+        batch: list of tensors matching `queue`, each `(batch_size, ...)`.
+        selected: bool tensor `(batch_size,)`.
+        batch_rows: int, examples per backward step on each replica.
+        iterations: int, how often to try to queue and train.
+        decide: callable `(ready, stuck, rows) -> (run, trained)` that
+            combines the flags of all replicas: `ready` (this replica has a
+            full backward batch), `stuck` (its queue is full and selected
+            examples wait), `rows` (examples it would train on); it returns
+            whether the backward step runs (the same on every replica) and
+            the number of examples all replicas would train on.
+        backward: callable `(run, head, mask) -> ran` that runs one backward
+            step on the queue's first `batch_rows` rows `head` where `mask`
+            is true, when `run` holds, and returns int32 1 if it ran.
+
+    Returns:
+        Tuple `(queue, size, steps, trained, dropped)`: the queue left, its
+        size, the backward steps run, the examples trained on over all
+        replicas, and the selected examples of this replica that found no
+        room.
+    """
+    capacity = ops.shape(queue[0])[0]
+    order = selection.selected_first_order(selected)
+    num_selected = ops.sum(ops.cast(selected, "int32"))
+    zero = ops.convert_to_tensor(0, dtype="int32")
+    size = ops.cast(size, "int32")
+    consumed, steps, trained = zero, zero, zero
+    rows = ops.arange(batch_rows, dtype="int32")
+    for _ in range(iterations):
+        queue, size, consumed = enqueue(
+            list(queue), size, batch, order, consumed, num_selected
+        )
+        ready = size >= batch_rows
+        stuck = ops.logical_and(size >= capacity, consumed < num_selected)
+        local_rows = ops.minimum(size, batch_rows)
+        run, all_rows = decide(ready, stuck, local_rows)
+        head = [buffer[:batch_rows] for buffer in queue]
+        steps = steps + backward(run, head, rows < size)
+        trained = trained + ops.where(run, all_rows, zero)
+        queue, size = pop_front(queue, size, ops.where(run, local_rows, zero))
+    return list(queue), size, steps, trained, num_selected - consumed

@@ -114,19 +114,27 @@ def biggest_losers_probability(percentile, beta, min_probability=0.0):
     )
 
 
-def bernoulli(probabilities, seed):
+def bernoulli(probabilities, seed, stream=0, num_streams=1):
     """Draws one Bernoulli variable per probability.
 
     Args:
         probabilities: float tensor of probabilities in `[0, 1]`.
         seed: a `keras.random.SeedGenerator` (or anything
             `keras.random.uniform` accepts as seed).
+        stream: which of `num_streams` independent draws to use (an int or
+            int tensor). Data-parallel replicas share one seed and each
+            uses its own stream, so they do not draw the same numbers.
+        num_streams: number of streams drawn from `seed`.
 
     Returns:
         Boolean tensor: `True` where `uniform() < probability`, so a
         probability of 1 always selects and 0 never does.
     """
-    draws = random.uniform(ops.shape(probabilities), seed=seed)
+    if num_streams == 1:
+        draws = random.uniform(ops.shape(probabilities), seed=seed)
+    else:
+        shape = (num_streams,) + tuple(ops.shape(probabilities))
+        draws = ops.take(random.uniform(shape, seed=seed), stream, axis=0)
     return draws < ops.cast(probabilities, draws.dtype)
 
 

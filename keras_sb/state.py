@@ -29,10 +29,13 @@ _COUNTERS = (
     ("queue_size", "examples waiting in the pending queue"),
     ("last_fresh_epoch", "last epoch that scored every example (stale selection)"),
     ("invalid_example_ids", "example ids seen outside the score table"),
+    ("padded_examples", "empty rows of backward steps (several replicas)"),
+    ("dropped_examples", "selected examples that found no room in the queue"),
 )
 _INITIAL_VALUES = {"last_fresh_epoch": -1}
 # Counters that models saved by earlier versions lack: loaded as initial.
-_ADDED_COUNTERS = ("last_fresh_epoch", "invalid_example_ids")
+_ADDED_COUNTERS = ("last_fresh_epoch", "invalid_example_ids",
+                   "padded_examples", "dropped_examples")
 
 NOT_SCORED = -1
 """`score_epoch` of an example that was never scored."""
@@ -90,31 +93,53 @@ class SelectionState(keras.layers.Layer):
         super().__init__(dtype="float32", trainable=False, **kwargs)
         self.history_size = history_size
         self.seed_generator = keras.random.SeedGenerator(seed)
-        self.loss_history = self.add_weight(
-            shape=(history_size,),
-            initializer=keras.initializers.Constant(selection.EMPTY_HISTORY_SLOT),
-            dtype="float32",
-            trainable=False,
-            name="loss_history",
+        # The generator's state, made replica-local like the rest (see
+        # `_add_state_variable`); every replica advances it alike.
+        initial_seed = keras.ops.convert_to_numpy(self.seed_generator.state.value)
+        self.seed_generator.state = self._add_state_variable(
+            initial_seed, name="seed_generator_state",
+            dtype=self.seed_generator.state.dtype,
+        )
+        self.loss_history = self._add_state_variable(
+            selection.EMPTY_HISTORY_SLOT, shape=(history_size,),
+            dtype="float32", name="loss_history",
         )
         initial = dict(_INITIAL_VALUES, selection_start=selection_start,
                        selection_end=selection_end)
         for name, _ in _COUNTERS:
-            setattr(
-                self,
-                name,
-                self.add_weight(
-                    shape=(),
-                    initializer=keras.initializers.Constant(initial.get(name, 0)),
-                    dtype="int32",
-                    trainable=False,
-                    name=name,
-                ),
-            )
+            setattr(self, name, self._add_state_variable(
+                initial.get(name, 0), dtype="int32", name=name,
+            ))
         self.queue = []
         self.queue_signature = None
+        self.queue_batch_rows = None
         self.score_table = None
         self.built = True
+
+    def _add_state_variable(self, value, dtype, name, shape=()):
+        """A non-trainable variable of the state, local to each replica.
+
+        Under a `tf.distribute` strategy the variable is synchronized on read
+        (each replica writes its own copy without a cross-replica call, which
+        a conditional branch could not make; reading it outside the replicas
+        gives the first replica's copy). Values that must agree across
+        replicas (the loss history, counters, random seed) are computed alike
+        on every replica; the queue is each replica's own. Other backends
+        ignore the synchronization.
+        """
+        value = np.asarray(value)
+        variable = keras.Variable(
+            initializer=keras.initializers.Constant(value)
+            if value.ndim == 0 else value,
+            shape=shape if value.ndim == 0 else value.shape,
+            dtype=dtype,
+            trainable=False,
+            aggregation="only_first_replica",
+            synchronization="on_read",
+            name=name,
+        )
+        self._track_variable(variable)
+        return variable
 
     # --- The score table (stale selection) ---------------------------------
 
@@ -132,13 +157,8 @@ class SelectionState(keras.layers.Layer):
         if self.score_table is not None:
             raise ValueError("The score table exists already.")
         self.score_table = tuple(
-            self.add_weight(
-                shape=(num_examples,),
-                initializer=keras.initializers.Constant(initial),
-                dtype=dtype,
-                trainable=False,
-                name=name,
-            )
+            self._add_state_variable(initial, shape=(num_examples,),
+                                     dtype=dtype, name=name)
             for name, dtype, initial in _SCORE_COLUMNS
         )
 
@@ -146,16 +166,21 @@ class SelectionState(keras.layers.Layer):
 
     @property
     def queue_capacity(self):
-        """Examples per backward step (None before the queue exists)."""
+        """Rows of the queue's buffers (None before the queue exists)."""
         return None if not self.queue else int(self.queue[0].shape[0])
 
-    def build_queue(self, signature, capacity):
+    def build_queue(self, signature, capacity, batch_rows=None):
         """Creates (or re-creates) the queue buffers.
 
         Args:
             signature: list of `(per-example shape, dtype)`, one per buffer.
-            capacity: the backprop batch size.
+            capacity: rows of each buffer.
+            batch_rows: examples per backward step, taken from the front of
+                the queue; at most `capacity`, which it defaults to. With
+                several replicas the queue has room for more, so a replica
+                can keep selecting while the others fill their queues.
         """
+        batch_rows = capacity if batch_rows is None else batch_rows
         signature = [(tuple(shape), dtype) for shape, dtype in signature]
         if self.queue:
             pending = int(self.queue_size.numpy())
@@ -171,16 +196,12 @@ class SelectionState(keras.layers.Layer):
                 self._untrack_variable(buffer)
             self.queue_size.assign(0)
         self.queue = [
-            self.add_weight(
-                shape=(capacity,) + shape,
-                initializer="zeros",
-                dtype=dtype,
-                trainable=False,
-                name=f"queue_{index}",
-            )
+            self._add_state_variable(0, shape=(capacity,) + shape, dtype=dtype,
+                                     name=f"queue_{index}")
             for index, (shape, dtype) in enumerate(signature)
         ]
         self.queue_signature = signature
+        self.queue_batch_rows = int(batch_rows)
 
     # --- Saving: every variable by name, the queue created on demand --------
 
@@ -194,8 +215,20 @@ class SelectionState(keras.layers.Layer):
     def save_own_variables(self, store):
         for name, variable in self._named_variables().items():
             store[name] = variable
+        pending_elsewhere = sum(
+            int(np.asarray(copy)) for copy in _replica_copies(self.queue_size)[1:]
+        )
+        if pending_elsewhere:
+            warnings.warn(
+                f"{pending_elsewhere} selected examples waiting in the queues "
+                "of replicas other than the first are not saved (the saved "
+                "queue is the first replica's).",
+                stacklevel=2,
+            )
         for index, buffer in enumerate(self.queue):
             store[f"queue_{index}"] = buffer
+        if self.queue:
+            store["queue_batch_rows"] = np.array(self.queue_batch_rows, "int32")
         for (name, _, _), column in zip(_SCORE_COLUMNS, self.score_table or ()):
             store[name] = column
 
@@ -225,14 +258,22 @@ class SelectionState(keras.layers.Layer):
         if buffers:
             pending = int(self.queue_size.numpy())
             self.queue_size.assign(0)  # Nothing to discard on rebuild.
+            batch_rows = None
+            if "queue_batch_rows" in keys:
+                batch_rows = int(np.asarray(store["queue_batch_rows"]))
             self.build_queue(
                 [(b.shape[1:], keras.backend.standardize_dtype(b.dtype))
                  for b in buffers],
                 capacity=buffers[0].shape[0],
+                batch_rows=batch_rows,
             )
             for buffer, value in zip(self.queue, buffers):
                 buffer.assign(value)
             self.queue_size.assign(pending)
+            # Under a strategy, that is every replica's queue: the pending
+            # examples go to the first replica only, to be trained on once.
+            for copy in _replica_copies(self.queue_size)[1:]:
+                copy.assign(0)
         columns = [np.asarray(store[name]) for name, _, _ in _SCORE_COLUMNS
                    if name in keys]
         if columns:
@@ -259,3 +300,10 @@ class SelectionState(keras.layers.Layer):
         """Starts the per-epoch counters (`selected_fraction`) afresh."""
         self.epoch_scored.assign(0)
         self.epoch_selected.assign(0)
+
+
+def _replica_copies(variable):
+    """The per-replica copies of a variable of a `tf.distribute` strategy
+    (the variable itself elsewhere)."""
+    copies = getattr(variable.value, "values", None)
+    return list(copies) if isinstance(copies, tuple) else [variable.value]

@@ -3,6 +3,23 @@ import os
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 os.environ.setdefault("KERAS_BACKEND", "tensorflow")
 
+# Two CPU devices for the data-parallel tests (tests/test_distributed.py):
+# set before TensorFlow or JAX start. Computations without a strategy or
+# distribution run on the first device, as before.
+REPLICAS = 2
+if os.environ["KERAS_BACKEND"] == "jax":
+    os.environ["XLA_FLAGS"] = (
+        os.environ.get("XLA_FLAGS", "")
+        + f" --xla_force_host_platform_device_count={REPLICAS}"
+    )
+else:
+    import tensorflow as tf
+
+    tf.config.set_logical_device_configuration(
+        tf.config.list_physical_devices("CPU")[0],
+        [tf.config.LogicalDeviceConfiguration()] * REPLICAS,
+    )
+
 import keras  # noqa: E402
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
@@ -53,10 +70,13 @@ class TrainingCounter(keras.layers.Layer):
     def __init__(self, num_examples, **kwargs):
         super().__init__(**kwargs)
         self.num_examples = num_examples
-        self.counts = self.add_weight(
-            shape=(num_examples,), initializer="zeros", trainable=False,
-            name="counts",
+        # Under a tf.distribute strategy each replica counts its own
+        # examples; reading the variable sums the replicas' counts.
+        self.counts = keras.Variable(
+            initializer="zeros", shape=(num_examples,), trainable=False,
+            synchronization="on_read", aggregation="sum", name="counts",
         )
+        self._track_variable(self.counts)
 
     def call(self, features, ids, training=None):
         if training:

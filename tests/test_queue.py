@@ -1,5 +1,7 @@
 """The pending queue: every selected example is trained on exactly once."""
 
+import threading
+
 import numpy as np
 import pytest
 from keras import ops
@@ -90,3 +92,109 @@ def test_enqueue_moves_only_what_fits():
         ops.convert_to_tensor(0, "int32"), ops.convert_to_tensor(2, "int32"))
     assert numpy(new_queue[0]).tolist() == [-1, -1, -1, 12]
     assert int(numpy(size)) == 4 and int(numpy(consumed)) == 1
+
+
+def run_replicas(selections, batch_rows, capacity, iterations):
+    """Drains per-replica streams through `drain_synchronized`, one thread
+    per replica; `decide` exchanges the replicas' flags at a barrier, as an
+    all-reduce would.
+
+    `selections[r][t]` is replica r's selection mask at step t; example ids
+    are `1000 * r + position in the stream`. Returns, per replica, the
+    backward batches (the ids trained on), the ids left queued, the number
+    of rows trained on (over all replicas, per the step's result) and the
+    number dropped.
+    """
+    replicas = len(selections)
+    barrier = threading.Barrier(replicas)
+    flags = [None] * replicas
+    results = [None] * replicas
+    errors = []
+
+    def replica(index):
+        try:
+            queue = [ops.zeros((capacity,), "int32")]
+            size = ops.convert_to_tensor(0, "int32")
+            trained_batches, trained, dropped = [], 0, 0
+            offset = 0
+
+            def decide(ready, stuck, rows):
+                flags[index] = (bool(numpy(ready)), bool(numpy(stuck)),
+                                int(numpy(rows)))
+                barrier.wait()
+                seen = list(flags)
+                barrier.wait()
+                run = all(f[0] for f in seen) or any(f[1] for f in seen)
+                return (ops.convert_to_tensor(run),
+                        ops.convert_to_tensor(sum(f[2] for f in seen), "int32"))
+
+            def backward(run, head, mask):
+                if bool(numpy(run)):
+                    trained_batches.append(numpy(head[0])[numpy(mask)])
+                return ops.convert_to_tensor(int(bool(numpy(run))), "int32")
+
+            for selected in selections[index]:
+                ids = 1000 * index + offset + np.arange(len(selected))
+                offset += len(selected)
+                queue, size, _, rows, lost = queue_ops.drain_synchronized(
+                    queue, size, [ops.array(ids, "int32")],
+                    ops.array(selected), batch_rows, iterations, decide,
+                    backward)
+                trained += int(numpy(rows))
+                dropped += int(numpy(lost))
+            pending = numpy(queue[0])[:int(numpy(size))]
+            results[index] = (trained_batches, pending, trained, dropped)
+        except Exception as error:  # Reported by the test's thread.
+            errors.append(error)
+            barrier.abort()
+
+    threads = [threading.Thread(target=replica, args=(r,))
+               for r in range(replicas)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=120)
+    if errors:
+        raise errors[0]
+    return results
+
+
+@pytest.mark.parametrize("rates", [(0.3, 0.3), (0.9, 0.1), (1.0, 0.0)])
+@pytest.mark.parametrize("batch_size,batch_rows", [(8, 8), (12, 5)])
+def test_replicas_train_each_selected_example_once_and_together(
+        rates, batch_size, batch_rows):
+    """Two replicas selecting at different rates: each replica's selected
+    examples are trained on once, in order, or are still queued; every
+    backward step runs on both replicas; rows beyond a replica's queue are
+    masked (padding); nothing is dropped."""
+    rng = np.random.default_rng(int(10 * rates[0]) + batch_size)
+    steps = 12
+    selections = [[rng.random(batch_size) < rate for _ in range(steps)]
+                  for rate in rates]
+    iterations = -(-batch_size // batch_rows) + 1
+    results = run_replicas(selections, batch_rows, 2 * batch_rows, iterations)
+
+    backward_steps = {len(batches) for batches, _, _, _ in results}
+    assert len(backward_steps) == 1  # The replicas stepped together.
+    trained_rows = 0
+    for index, (batches, pending, trained, dropped) in enumerate(results):
+        assert dropped == 0
+        selected_ids = 1000 * index + np.flatnonzero(
+            np.concatenate(selections[index]))
+        done = np.concatenate(batches + [pending]).astype(int)
+        np.testing.assert_array_equal(done, selected_ids)
+        assert all(len(batch) <= batch_rows for batch in batches)
+        trained_rows += sum(len(batch) for batch in batches)
+    # Every replica computed the same total of rows trained on.
+    assert {trained for _, _, trained, _ in results} == {trained_rows}
+    if rates == (1.0, 0.0):
+        assert trained_rows < backward_steps.pop() * 2 * batch_rows  # padded
+
+
+def test_too_few_iterations_count_what_is_dropped():
+    selections = [[np.ones(12, bool)] * 3, [np.zeros(12, bool)] * 3]
+    results = run_replicas(selections, batch_rows=4, capacity=8, iterations=2)
+    batches, pending, _, dropped = results[0]
+    trained = sum(len(batch) for batch in batches)
+    assert dropped > 0
+    assert trained + len(pending) + dropped == 36

@@ -16,6 +16,14 @@ backend. A backend module provides:
 - `run_if(condition, fn, carry)`: runs `fn(carry)` only when the tensor
   `condition` is true, inside the compiled step, and returns
   `(runs, carry)`, where `runs` is int32 0 or 1;
+- `replica_info()`, `num_replicas(model)`, `all_gather(value)`,
+  `all_reduce_sum(value)`, `synchronized_run_if(condition, fn, args)`,
+  `variable_scope(model)`: data parallelism. On TensorFlow the step runs
+  once per replica of a `tf.distribute` strategy, and these exchange values
+  between the replicas and run the backward step on all of them at once; on
+  JAX the step is one program over the global batch (`keras.distribution`
+  shards it), so there is a single "replica"; on TensorFlow,
+  `local_batch(strategy, batch)` takes one replica's part of a batch;
 - `STATELESS_STEP`: True where the trainer passes the training state into the
   step (JAX): the queue's variables must then exist before `fit` gathers that
   state; False where the first call of the train function may create them
@@ -28,7 +36,14 @@ _BACKEND = keras.backend.backend()
 
 if _BACKEND == "tensorflow":
     from keras_sb.backend.tensorflow import STATELESS_STEP
+    from keras_sb.backend.tensorflow import all_gather
+    from keras_sb.backend.tensorflow import all_reduce_sum
+    from keras_sb.backend.tensorflow import num_replicas
+    from keras_sb.backend.tensorflow import replica_info
+    from keras_sb.backend.tensorflow import synchronized_run_if
+    from keras_sb.backend.tensorflow import variable_scope
     from keras_sb.backend.tensorflow import backward_step
+    from keras_sb.backend.tensorflow import local_batch
     from keras_sb.backend.tensorflow import peek_batch_structure
     from keras_sb.backend.tensorflow import restore_training_state
     from keras_sb.backend.tensorflow import run_if
@@ -36,6 +51,12 @@ if _BACKEND == "tensorflow":
     from keras_sb.backend.tensorflow import training_state
 elif _BACKEND == "jax":
     from keras_sb.backend.jax import STATELESS_STEP
+    from keras_sb.backend.jax import all_gather
+    from keras_sb.backend.jax import all_reduce_sum
+    from keras_sb.backend.jax import num_replicas
+    from keras_sb.backend.jax import replica_info
+    from keras_sb.backend.jax import synchronized_run_if
+    from keras_sb.backend.jax import variable_scope
     from keras_sb.backend.jax import backward_step
     from keras_sb.backend.jax import restore_training_state
     from keras_sb.backend.jax import run_if

@@ -17,6 +17,8 @@ backward step itself is Keras's own stateless one:
 queue runs no backward pass on the device.
 """
 
+import contextlib
+
 import jax
 import keras
 
@@ -97,6 +99,7 @@ def backward_step(model, carry, x, y, sample_weight, return_predictions=False):
         `(carry, y_pred)` where `y_pred` are the training-mode predictions.
     """
     trainable, model_non_trainable, optimizer_variables = carry
+    x, y, sample_weight = shard_batch((x, y, sample_weight))
     model_variables = _model_non_trainable_variables(model)
     carried = {id(variable): value
                for variable, value in zip(model_variables, model_non_trainable)}
@@ -146,3 +149,47 @@ def run_if(condition, fn, carry):
         return jax.numpy.int32(0), carry
 
     return jax.lax.cond(condition, run, skip, carry)
+
+
+def replica_info():
+    """`(1, 0)`: a JAX train step is one program over the global batch,
+    which `keras.distribution` shards over devices."""
+    return 1, 0
+
+
+def num_replicas(model):
+    """1: the selection sees the global batch (see `replica_info`)."""
+    return 1
+
+
+def variable_scope(model):
+    """Variables are created as usual (their layout comes from the current
+    `keras.distribution`)."""
+    return contextlib.nullcontext()
+
+
+def all_gather(value):
+    return value
+
+
+def all_reduce_sum(value):
+    return value
+
+
+def synchronized_run_if(condition, fn, args):
+    return run_if(condition, lambda carry: fn(*args) or (), ())[0]
+
+
+def shard_batch(batch):
+    """Lays out a backward batch like the input batches of the current
+    `keras.distribution` (split over devices along the batch axis), so the
+    backward pass on the queue runs data-parallel, not replicated."""
+    distribution = keras.distribution.distribution()
+    if distribution is None:
+        return batch
+
+    def shard(tensor):
+        layout = distribution.get_data_layout(tensor.shape)
+        return jax.lax.with_sharding_constraint(tensor, layout.backend_layout)
+
+    return jax.tree.map(shard, batch)

@@ -2,6 +2,15 @@
 
 TensorFlow updates variables in place inside the compiled step, so the loop
 carry of the backward steps is empty.
+
+Under a `tf.distribute` strategy Keras runs the train step once per replica.
+The replicas exchange losses and flags with the replica context's
+collectives, and take the backward step together with
+`synchronized_run_if`. An optimizer step synchronizes replicas with
+`merge_call`, which fails inside a conditional branch ("merge_call called
+while defining a new graph"); so the predicate is decided in the replicas
+and the branch is taken in cross-replica context, around a new
+`call_for_each_replica` (the pattern of Keras 2's `LossScaleOptimizer`).
 """
 
 import itertools
@@ -15,7 +24,14 @@ STATELESS_STEP = False
 
 def train_step(model, data):
     """`Model.train_step(data)` as the TensorFlow trainer calls it."""
-    return model._selective_train_step(data)
+    logs = model._selective_train_step(data)
+    strategy = tf.distribute.get_strategy()
+    if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+            and strategy.extended._in_multi_worker_mode()):
+        # Keras 3.15 averages the logs of several workers with
+        # `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars.
+        logs = {name: tf.reshape(value, (1,)) for name, value in logs.items()}
+    return logs
 
 
 def training_state(model):
@@ -73,6 +89,83 @@ def run_if(condition, fn, carry):
     return tf.cond(condition, run, lambda: (tf.constant(0, tf.int32), carry))
 
 
+def replica_info():
+    """`(num_replicas, replica_id)` of the replica this code runs in.
+
+    `(1, 0)` outside a strategy's replicas. `replica_id` may be a tensor.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None:
+        return 1, 0
+    return context.num_replicas_in_sync, context.replica_id_in_sync_group
+
+
+def num_replicas(model):
+    """Replicas that `model.fit` trains on (those of its strategy)."""
+    return model.distribute_strategy.num_replicas_in_sync
+
+
+def variable_scope(model):
+    """Context in which to create variables of `model` (its strategy's)."""
+    return model.distribute_strategy.scope()
+
+
+def all_gather(value):
+    """`value` of every replica, concatenated along the first axis."""
+    return tf.distribute.get_replica_context().all_gather(value, axis=0)
+
+
+def all_reduce_sum(value):
+    """Sum of `value` over the replicas."""
+    return tf.distribute.get_replica_context().all_reduce("sum", value)
+
+
+def synchronized_run_if(condition, fn, args):
+    """Runs `fn(*args)` on every replica at once when `condition` holds.
+
+    `condition` must be the same on every replica; `fn` may synchronize the
+    replicas (an optimizer step does: the all-reduce of gradients, and the
+    update of mirrored variables such as the optimizer's step counter, which
+    uses `merge_call` even where the all-reduce does not). So the
+    conditional is built in cross-replica context and calls `fn` for each
+    replica inside its branch.
+
+    Returns:
+        int32 tensor, 1 if `fn` ran, else 0.
+    """
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return run_if(condition, lambda carry: fn(*args) or (), ())[0]
+    flat_args = tf.nest.flatten(args)
+
+    def in_each_replica(*flat):
+        fn(*tf.nest.pack_sequence_as(args, list(flat)))
+
+    def cross_replica(strategy, condition, *flat):
+        predicate = strategy.experimental_local_results(condition)[0]
+
+        def run():
+            strategy.extended.call_for_each_replica(in_each_replica, args=flat)
+            return tf.constant(1, tf.int32)
+
+        return tf.cond(predicate, run, lambda: tf.constant(0, tf.int32))
+
+    return context.merge_call(cross_replica, args=(condition, *flat_args))
+
+
+def local_batch(strategy, batch):
+    """The first local replica's part of a (distributed) batch."""
+    return tf.nest.map_structure(
+        lambda value: strategy.experimental_local_results(value)[0], batch
+    )
+
+
+def _local_spec(spec):
+    """The spec of one replica's part of a distributed value's spec."""
+    value_specs = getattr(spec, "_value_specs", None)
+    return value_specs[0] if value_specs else spec
+
+
 def peek_batch_structure(iterator):
     """Structure of the batches of `iterator`, and an iterator to use instead.
 
@@ -85,7 +178,7 @@ def peek_batch_structure(iterator):
         `.shape` and `.dtype`.
     """
     if isinstance(iterator, (tf.data.Iterator, tf.distribute.DistributedIterator)):
-        return iterator, iterator.element_spec
+        return iterator, tf.nest.map_structure(_local_spec, iterator.element_spec)
     iterator = iter(iterator)
     first = next(iterator)
     return itertools.chain([first], iterator), first

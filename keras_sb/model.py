@@ -639,13 +639,9 @@ class SelectiveBackpropModel(keras.Model):
         of the examples trained on (see `_refresh_scores`)."""
 
         def step(carry):
-            batch = list(queue)
-            example_ids = batch.pop() if has_ids else None
-            weights = batch.pop() if self._reweights() else None
-            x, y, sample_weight = _fill_leaves(structure, batch)
-            trained_weight = sample_weight
-            if weights is not None:
-                trained_weight = _apply_importance_weights(sample_weight, weights)
+            x, y, sample_weight, trained_weight, example_ids = (
+                self._queued_batch(queue, structure, has_ids)
+            )
             training, scores = carry
             if not refresh:
                 training = backend.backward_step(
@@ -661,6 +657,31 @@ class SelectiveBackpropModel(keras.Model):
             return training, self._refresh_scores(scores, example_ids, losses)
 
         return backend.run_if(is_full, step, carry)
+
+    def _queued_batch(self, rows, structure, has_ids, mask=None):
+        """Unpacks rows of the queue into what a backward step trains on.
+
+        Args:
+            rows: the queue's buffers (or their first rows).
+            structure: `(x, y, sample_weight)` of the batches queued.
+            has_ids: whether the last buffer holds example ids.
+            mask: optional float weights of the rows (0 for rows to ignore).
+
+        Returns:
+            Tuple `(x, y, sample_weight, trained_weight, example_ids)`:
+            `trained_weight` is `sample_weight` times the importance weights
+            (strategies that reweight) and `mask`.
+        """
+        rows = list(rows)
+        example_ids = rows.pop() if has_ids else None
+        weights = rows.pop() if self._reweights() else None
+        x, y, sample_weight = _fill_leaves(structure, rows)
+        if mask is not None:
+            weights = mask if weights is None else mask * ops.cast(weights, mask.dtype)
+        trained_weight = sample_weight
+        if weights is not None:
+            trained_weight = _apply_importance_weights(sample_weight, weights)
+        return x, y, sample_weight, trained_weight, example_ids
 
     def _refresh_scores(self, scores, example_ids, losses):
         """Stores the training-mode losses of a stale epoch's backward step:
@@ -812,8 +833,10 @@ class SelectiveBackpropModel(keras.Model):
         if example_ids is not None:
             batch.append(example_ids)
         if backend.replica_info()[0] > 1:
-            self._queue_and_train_synchronized(x, y, sample_weight, batch,
-                                               selected)
+            self._queue_and_train_synchronized(
+                x, y, sample_weight, batch, selected,
+                has_ids=example_ids is not None,
+            )
             return None
         refresh = scores is not None
         new_queue, queue_size, steps, (training, scores) = queue_ops.drain(
@@ -835,7 +858,7 @@ class SelectiveBackpropModel(keras.Model):
         return scores if refresh else None
 
     def _queue_and_train_synchronized(self, x, y, sample_weight, batch,
-                                      selected):
+                                      selected, has_ids):
         """`_queue_and_train` on one of several replicas of a strategy.
 
         Each replica queues its own selected examples; the replicas decide
@@ -859,14 +882,11 @@ class SelectiveBackpropModel(keras.Model):
             return ops.logical_or(flags[0] >= replicas, flags[1] > 0), flags[2]
 
         def train(head, mask):
-            head = list(head)
-            weights = head.pop() if self._reweights() else None
-            x, y, sample_weight = _fill_leaves(structure, head)
             # Rows beyond a replica's queue (when another replica's queue
             # overflows) get weight 0.
-            if weights is not None:
-                mask = mask * ops.cast(weights, mask.dtype)
-            trained_weight = _apply_importance_weights(sample_weight, mask)
+            x, y, _, trained_weight, _ = self._queued_batch(
+                head, structure, has_ids, mask=mask
+            )
             backend.backward_step(self, (), x, y, trained_weight)
 
         def backward(run, head, mask):

@@ -265,6 +265,36 @@ class TestMirroredStrategy:
         assert counters["selected_total"] == (
             counters["backprops"] + queued + counters["dropped_examples"])
 
+    def test_example_ids_in_the_queue(self, digits):
+        """A model with a score table (saved after stale selection) trains
+        under a strategy on data with ids: the ids ride in each replica's
+        queue behind the importance weights of a reweighting strategy, and
+        the backward step tells them apart: it trains exactly as the same
+        model on the same data without ids."""
+        import tensorflow as tf
+
+        x, y, _, _ = digits
+        x, y = x[:640], y[:640]
+        weights = []
+        for with_ids in (False, True):
+            keras.utils.set_random_seed(0)
+            with mirrored_strategy().scope():
+                model = compile_model(keras_sb.SelectiveBackpropModel(
+                    *mlp(), start=0, seed=0,
+                    strategy=keras_sb.strategies.LossProportional(0.5)))
+                if with_ids:
+                    model.selection_state.build_score_table(len(x))
+            data = tf.data.Dataset.from_tensor_slices((x, y))
+            if with_ids:
+                data = keras_sb.data.with_example_ids(data)
+            model.fit(data.batch(64), epochs=2, verbose=0)
+            signature = model.selection_state.queue_signature
+            assert (signature[-1] == ((), "int32")) == with_ids
+            weights.append([numpy(v.value) for v in model.trainable_weights])
+        for without_ids, with_ids in zip(*weights):
+            np.testing.assert_allclose(without_ids, with_ids, rtol=1e-5,
+                                       atol=1e-6)
+
     def test_backprop_batch_must_split_over_replicas(self, digits):
         x, y, _, _ = digits
         with mirrored_strategy().scope():

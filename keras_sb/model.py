@@ -854,7 +854,7 @@ class SelectiveBackpropModel(keras.Model):
         for buffer, value in zip(state.queue, new_queue):
             buffer.assign(value)
         state.queue_size.assign(queue_size)
-        state.backprops.assign_add(steps * state.queue_capacity)
+        state.backprops.assign_add(steps * state.queue_batch_rows)
         return scores if refresh else None
 
     def _queue_and_train_synchronized(self, x, y, sample_weight, batch,

@@ -151,10 +151,20 @@ def parse_args(argv=None):
                         help="epochs of keras-sb and the uniform control")
     parser.add_argument("--deadline", type=float, default=510,
                         help="seconds: start no part that would end later")
+    parser.add_argument("--methods", nargs="+",
+                        default=["plain", "sb-beta2", "uniform"],
+                        help="time-to-accuracy methods, in order (also "
+                             "sb-beta2-stale2, sb-beta2-stale3: stale "
+                             "selection drawn by the ArrayPipeline)")
     parser.add_argument("--no-mixed-precision", action="store_true")
     parser.add_argument("--output", default=os.path.join(
         "benchmarks", "results", "gpu.json"))
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    known = benchmark.methods(betas=(2.0,))
+    unknown = sorted(set(args.methods) - set(known))
+    if unknown:
+        parser.error(f"unknown methods {unknown}; the methods are {list(known)}")
+    return args
 
 
 def main(argv=None):
@@ -211,9 +221,14 @@ def main(argv=None):
         model, x_train, y_train, args.batch_size, passes=3)
     save()
 
-    # 2. Time to accuracy: plain, keras-sb beta=2, uniform control.
+    # 2. Time to accuracy: plain, keras-sb beta=2, uniform control (and
+    #    whatever --methods adds).
     compared = benchmark.methods(betas=(2.0,))
-    order = ["plain", "sb-beta2", "uniform"]
+    order = args.methods
+
+    def train_with_ids(model):  # Stale selection: the pipeline draws.
+        return data_utils.ArrayPipeline(x_train, y_train, args.batch_size,
+                                        seed=0, stale_model=model)
     test = data_utils.ArrayPipeline(x_test, y_test, 500, augment=False,
                                     shuffle=False)
     runs = result.setdefault("runs", {})
@@ -232,7 +247,8 @@ def main(argv=None):
                           f"about {estimate:.0f}s left to do", flush=True)
                     continue
             points = benchmark.train_one(options, initial, train, test,
-                                         config, seed)
+                                         config, seed,
+                                         train_with_ids=train_with_ids)
             runs.setdefault(name, []).append(points)
             if name == "plain":
                 plain_epoch = points[-1]["seconds"] - points[-2]["seconds"]

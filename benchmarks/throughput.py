@@ -23,7 +23,9 @@ repeated), after one untimed round (tracing and compilation); each time is
 the median over the rounds (over the rounds of its kind for stale
 selection; its first stale epoch, which compiles the stale step, is not
 timed). Every method reads the same shuffled `tf.data` pipeline of in-memory
-images; stale selection's carries example ids.
+images; stale selection's carries example ids, and by default draws the
+examples of stale epochs in the pipeline, before batching
+(`keras_sb.data.stale_filter`; `--stale-draws step` draws in the train step).
 
 Run: `python benchmarks/throughput.py` (graph mode on the CPU; add
 `--jit-compile` for XLA). Writes benchmarks/results/throughput.json.
@@ -64,12 +66,19 @@ def compile_model(model, jit_compile):
     )
 
 
-def batches(x, y, args, example_ids=False):
+def batches(x, y, args, example_ids=False, stale_model=None):
+    """The shuffled batches; with `stale_model`, its stale epochs are drawn
+    in the pipeline (`keras_sb.data.stale_filter`, before batching)."""
     dataset = tf.data.Dataset.from_tensor_slices((x, y))
     if example_ids:
         dataset = keras_sb.data.with_example_ids(dataset)
-    return (dataset.shuffle(len(x), seed=args.seed)
-            .batch(args.batch_size).prefetch(tf.data.AUTOTUNE))
+    dataset = dataset.shuffle(len(x), seed=args.seed)
+    if stale_model is None:
+        return dataset.batch(args.batch_size).prefetch(tf.data.AUTOTUNE)
+    draws = keras_sb.data.stale_filter(stale_model, seed=args.seed)
+    return (dataset.apply(draws).batch(args.batch_size)
+            .apply(draws.pad_batches(args.batch_size))
+            .prefetch(tf.data.AUTOTUNE))
 
 
 def one_epoch(model, data, args, callbacks=()):
@@ -107,6 +116,10 @@ def main():
     parser.add_argument("--reference-beta", type=float, default=2.0,
                         help="beta of the stale-selection timing")
     parser.add_argument("--stalenesses", type=int, nargs="+", default=[2, 3])
+    parser.add_argument("--stale-draws", default="pipeline",
+                        choices=["pipeline", "step"],
+                        help="stale epochs draw in the tf.data pipeline "
+                             "(keras_sb.data.stale_filter) or in the step")
     parser.add_argument("--jit-compile", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="throughput")
@@ -130,8 +143,11 @@ def main():
         model = build(True, args.seed, beta=args.reference_beta, start=0,
                       seed=args.seed)
         compile_model(model, args.jit_compile)
+        stale_data = data_with_ids
+        if args.stale_draws == "pipeline":
+            stale_data = batches(x, y, args, example_ids=True, stale_model=model)
         methods[f"beta={args.reference_beta:g} staleness {staleness}"] = (
-            model, stale_epochs(staleness), data_with_ids)
+            model, stale_epochs(staleness), stale_data)
 
     # Round-robin, so that drifts in the machine's speed hit every method
     # alike; the first epoch of each kind (tracing, compilation) is not timed.
@@ -224,6 +240,7 @@ def main():
                 "tf.data shuffle + batch",
         "batch_size": args.batch_size,
         "jit_compile": args.jit_compile,
+        "stale_draws": args.stale_draws,
         "timed_rounds": args.rounds,
         "plain_epoch_seconds": plain_epoch,
         "plain_epoch_seconds_all": seconds["plain"],

@@ -37,13 +37,13 @@ def main():
     train = keras_sb.datasets.load("cifar10", "train", path=args.path)
     test = keras_sb.datasets.load("cifar10", "test", path=args.path)
     stale = args.staleness > 1
-    # Stale selection stores a score per example: the examples carry ids.
-    train = keras_sb.data.training_pipeline(train, args.batch_size,
-                                            example_ids=stale)
-    test = keras_sb.data.evaluation_pipeline(test, 500)
-
     network = small_resnet(widths=args.widths, blocks_per_stage=args.blocks)
     model = keras_sb.SelectiveBackpropModel.from_model(network, beta=args.beta)
+    # Stale selection stores a score per example, so the examples carry ids;
+    # in stale epochs the pipeline drops the skipped ones before augmenting.
+    train = keras_sb.data.training_pipeline(
+        train, args.batch_size, stale_model=model if stale else None)
+    test = keras_sb.data.evaluation_pipeline(test, 500)
     model.compile(
         optimizer=keras.optimizers.SGD(0.1, momentum=0.9, nesterov=True,
                                        weight_decay=5e-4),

@@ -222,8 +222,9 @@ def train_one(options, initial_weights, train, test, config, seed,
               progress=None, train_with_ids=None):
     """Trains one method from `initial_weights`; returns its learning curve.
 
-    Methods with a `staleness` train on `train_with_ids` (the same batches
-    with example ids) with `StaleSelection`.
+    Methods with a `staleness` train with `StaleSelection` on
+    `train_with_ids(model)`: the same training data with example ids (and,
+    if the function makes them so, the stale draws in the input pipeline).
     """
     keras.utils.set_random_seed(seed)
     model = build_model(options, config, seed, initial_weights)
@@ -236,7 +237,7 @@ def train_one(options, initial_weights, train, test, config, seed,
     if staleness:
         if train_with_ids is None:
             raise ValueError("A method with `staleness` needs `train_with_ids`.")
-        train = train_with_ids
+        train = train_with_ids(model)
         callbacks.insert(0, StaleSelection(staleness))
     model.fit(train, epochs=epochs, validation_data=test,
               callbacks=callbacks, verbose=0)
@@ -375,28 +376,41 @@ def machine():
     return info
 
 
-def pipelines(train, test, config, example_ids=False):
+def pipelines(train, test, config):
     """Training and test batches from a loaded dataset.
 
     `train` and `test` are unbatched `tf.data.Dataset`s (`datasets.load`),
     or `(images, labels)` NumPy arrays (`datasets.load_arrays`), which give
-    `data.ArrayPipeline`s and need no TensorFlow. With `example_ids`, the
-    training batches carry example ids (for stale selection).
+    `data.ArrayPipeline`s and need no TensorFlow.
     """
     if isinstance(train, tuple):
-        return (
-            data_utils.ArrayPipeline(*train, config["batch_size"],
-                                     seed=config["seeds"][0],
-                                     example_ids=example_ids),
-            data_utils.ArrayPipeline(*test, 500, augment=False, shuffle=False),
-        )
-    train_batches = data_utils.training_pipeline(
+        test_batches = data_utils.ArrayPipeline(*test, 500, augment=False,
+                                                shuffle=False)
+    else:
+        test_batches = data_utils.evaluation_pipeline(test, 500)
+        for _ in train.concatenate(test):  # Fill the decoding caches once.
+            pass
+    return training_batches(train, config), test_batches
+
+
+def training_batches(train, config, example_ids=False, stale_model=None):
+    """The training batches of `config` from a loaded training set.
+
+    Args:
+        train: unbatched `tf.data.Dataset` or `(images, labels)` arrays.
+        config: dict with `batch_size` and `seeds`.
+        example_ids: whether batches carry example ids (stale selection).
+        stale_model: with `tf.data`, the model whose stale epochs are drawn
+            in the pipeline (`data.stale_filter`); NumPy batches carry ids
+            and the train step draws.
+    """
+    if isinstance(train, tuple):
+        return data_utils.ArrayPipeline(
+            *train, config["batch_size"], seed=config["seeds"][0],
+            example_ids=example_ids or stale_model is not None)
+    return data_utils.training_pipeline(
         train, config["batch_size"], seed=config["seeds"][0],
-        example_ids=example_ids)
-    test_batches = data_utils.evaluation_pipeline(test, 500)
-    for _ in train.concatenate(test):  # Fill the decoding caches once.
-        pass
-    return train_batches, test_batches
+        example_ids=example_ids, stale_model=stale_model)
 
 
 def run(train, test, config, compared=None, progress=True):
@@ -412,9 +426,11 @@ def run(train, test, config, compared=None, progress=True):
     """
     compared = compared or methods()
     train_batches, test_batches = pipelines(train, test, config)
-    train_with_ids = None
-    if any((options or {}).get("staleness") for options in compared.values()):
-        train_with_ids, _ = pipelines(train, test, config, example_ids=True)
+    pipeline_draws = config.get("stale_draws", "pipeline") == "pipeline"
+
+    def train_with_ids(model):
+        return training_batches(train, config, example_ids=True,
+                                stale_model=model if pipeline_draws else None)
     bar = None
     if progress:
         bar = keras.utils.Progbar(
@@ -467,6 +483,12 @@ def parse_args(argv=None):
     parser.add_argument("--stalenesses", type=int, nargs="*", default=[2, 3],
                         help="stale selection at the reference beta with "
                              "these stalenesses")
+    parser.add_argument("--stale-draws", default="pipeline",
+                        choices=["pipeline", "step"],
+                        help="where stale epochs draw their examples: in the "
+                             "tf.data pipeline (data.stale_filter: skipped "
+                             "examples are not augmented or batched) or in "
+                             "the train step (always with --pipeline numpy)")
     parser.add_argument("--reference-beta", type=float, default=2.0,
                         help="beta whose backprop fraction 1/(beta+1) the "
                              "uniform and importance baselines use")
@@ -542,6 +564,8 @@ def main(argv=None):
         "classes": datasets.num_classes(args.dataset),
         "target": args.target,
         "target_gap": args.target_gap,
+        "stale_draws": ("step" if args.pipeline == "numpy"
+                        else args.stale_draws),
         "widths": args.widths,
         "blocks_per_stage": args.blocks,
         "batch_norm_momentum": args.batch_norm_momentum,

@@ -17,6 +17,9 @@ elements, and both pipelines take `example_ids=True`. An element with an id is
 the dict `{"data": element, "example_id": id}`.
 """
 
+import threading
+import weakref
+
 import keras
 import numpy as np
 
@@ -37,6 +40,11 @@ def require_tensorflow(what):
 DATA_KEY = "data"
 EXAMPLE_ID_KEY = "example_id"
 _NUM_EXAMPLES_ATTRIBUTE = "_keras_sb_num_examples"
+_STALE_FILTER_ATTRIBUTE = "_keras_sb_stale_filter"
+# Elements per vectorized draw of `StaleFilter`.
+_FILTER_CHUNK = 256
+# The example id of the rows that `StaleFilter.pad_batches` adds.
+PADDING_ID = -(2**31)
 
 
 def has_example_ids(structure):
@@ -130,6 +138,257 @@ def keep_example_ids(fn):
     return apply
 
 
+class StaleFilter:
+    """Draws stale selection's keep/skip decisions in the input pipeline.
+
+    Made by `stale_filter(model)`; apply it to unbatched elements that carry
+    example ids, before augmentation and batching (or give the model to
+    `ArrayPipeline(..., stale_model=model)`, which makes one). In a stale
+    epoch of `model` (see `keras_sb.StaleSelection`) each example is kept
+    with the selection probability stored for its id in the last fresh
+    epoch, and skipped otherwise: a skipped example is not augmented,
+    batched, or passed through the model at all. In every other epoch all
+    examples pass.
+
+    At the start of every stale epoch the model hands the stored
+    probabilities to the filter, which draws every example's keep/skip at
+    once (NumPy) into a table in host memory; the pipeline only looks its
+    elements up, and never reads the model's (accelerator) variables. The
+    draws of epoch `e` depend only on `(seed, e)`: not on the shuffling, the
+    pipeline's parallelism or prefetching.
+
+    An id outside the table is kept (probability 1); the model reports it
+    at the end of the epoch.
+    """
+
+    def __init__(self, model, seed=None):
+        if getattr(model, "selection_state", None) is None:
+            raise ValueError(
+                "`stale_filter` needs a keras_sb.SelectiveBackpropModel. "
+                f"Received: model of type {type(model).__name__}."
+            )
+        if seed is not None and (isinstance(seed, bool)
+                                 or not isinstance(seed, (int, np.integer))):
+            raise ValueError(f"`seed` must be None or an int. Received: seed={seed!r}")
+        self._model = weakref.ref(model)
+        self.seed = int(np.random.randint(2**31) if seed is None else seed)
+        self.stale = False
+        # Whether each example is kept in this epoch, then a last `True` that
+        # ids outside the table look up (all ids, outside stale epochs).
+        self._kept_numpy = np.ones(1, bool)
+        self.version = 0  # Counts the epochs begun.
+        self._tf_state = None
+
+    def _tf_variables(self):
+        """`(stale, kept)` as host variables for `tf.data` (made on first use)."""
+        if self._tf_state is None:
+            tf = require_tensorflow("keras_sb.data.stale_filter")
+            with tf.init_scope(), tf.device("/CPU:0"):
+                self._tf_state = (
+                    tf.Variable(self.stale, trainable=False, name="stale_epoch"),
+                    tf.Variable(self._kept_numpy, shape=tf.TensorShape([None]),
+                                trainable=False, name="kept"),
+                )
+        return self._tf_state
+
+    @property
+    def model(self):
+        """The model whose stale epochs this filter follows (or None)."""
+        return self._model()
+
+    def begin_epoch(self, stale, epoch, probabilities=None):
+        """Sets the draws of the epoch that starts (called by the model).
+
+        Args:
+            stale: whether the epoch is stale (examples are drawn) or not
+                (every example passes).
+            epoch: index of the epoch over the model's life; with the seed,
+                it decides the draws.
+            probabilities: float array `(num_examples,)`, the probabilities
+                stored by the last fresh epoch (needed when `stale`).
+        """
+        kept = np.ones(0, bool)
+        if stale:
+            probabilities = np.asarray(probabilities, "float32")
+            draws = np.random.default_rng([self.seed, int(epoch)]).random(
+                len(probabilities))
+            kept = draws < probabilities
+        self.stale = bool(stale)
+        self._kept_numpy = np.append(kept, True)
+        self.version += 1
+        if self._tf_state is not None:
+            self._tf_state[0].assign(self.stale)
+            self._tf_state[1].assign(self._kept_numpy)
+
+    def kept_fraction(self):
+        """Fraction of the examples kept in this stale epoch (NaN in other
+        epochs)."""
+        if not self.stale:
+            return float("nan")
+        return float(self._kept_numpy[:-1].mean())
+
+    def kept_rows(self, example_ids):
+        """NumPy: whether each of the int array `example_ids` is kept."""
+        outside = len(self._kept_numpy) - 1
+        valid = (example_ids >= 0) & (example_ids < outside)
+        return self._kept_numpy[np.where(valid, example_ids, outside)]
+
+    def keep(self, example_ids):
+        """TensorFlow: whether the examples `example_ids` (a tensor of any
+        shape) are kept, for `tf.data` functions."""
+        tf = require_tensorflow("keras_sb.data.stale_filter")
+        _, kept = self._tf_variables()
+        example_ids = tf.cast(example_ids, tf.int64)
+        # The last row's index, without reading the whole table.
+        outside = tf.raw_ops.VariableShape(input=kept.handle,
+                                           out_type=tf.int64)[0] - 1
+        valid = tf.logical_and(example_ids >= 0, example_ids < outside)
+        return kept.sparse_read(tf.where(valid, example_ids, outside))
+
+    def pad_batches(self, batch_size):
+        """Fills the last batch of each stale epoch up to `batch_size` rows.
+
+        A stale epoch keeps a random number of examples, so its last batch
+        has a random size, and XLA (`jit_compile=True`, JAX) would compile
+        the train step once more for every stale epoch. Apply this after
+        batching to keep every batch of a stale epoch full: the rows added
+        are zeros with the example id `PADDING_ID`, which the model never
+        trains on. Other epochs are left as they are.
+
+        Args:
+            batch_size: the batch size of the batched dataset.
+
+        Returns:
+            A function for `tf.data.Dataset.apply`.
+        """
+        tf = require_tensorflow("keras_sb.data.stale_filter")
+        _check_batch_size(batch_size)
+        stale, _ = self._tf_variables()
+
+        # Plain TensorFlow ops, no Python control flow: nothing for AutoGraph
+        # to convert (it fails on these closures and warns).
+        @tf.autograph.experimental.do_not_convert
+        def pad(element):
+            ids = element[EXAMPLE_ID_KEY]
+            missing = batch_size - tf.shape(ids)[0]
+
+            def padded():
+                def fill(tensor, value=0):
+                    paddings = [[0, missing]] + [[0, 0]] * (tensor.shape.rank - 1)
+                    return tf.pad(tensor, paddings,
+                                  constant_values=tf.cast(value, tensor.dtype))
+
+                return {DATA_KEY: tf.nest.map_structure(fill, element[DATA_KEY]),
+                        EXAMPLE_ID_KEY: fill(ids, PADDING_ID)}
+
+            full = tf.logical_or(tf.logical_not(stale.read_value()),
+                                 missing <= 0)
+            return tf.cond(full, lambda: element, padded)
+
+        def apply(dataset):
+            spec = dataset.element_spec
+            if not has_example_ids(spec) or spec[EXAMPLE_ID_KEY].shape.rank != 1:
+                raise ValueError(
+                    "`pad_batches` applies to batches with example ids: apply "
+                    "it after `batch`. Received elements with structure "
+                    f"{spec}."
+                )
+            return dataset.map(pad)
+
+        return apply
+
+    def __call__(self, dataset):
+        """Filters `dataset` (for `tf.data.Dataset.apply`)."""
+        spec = dataset.element_spec
+        if not has_example_ids(spec):
+            raise ValueError(
+                "`stale_filter` needs elements with example ids: apply "
+                "`keras_sb.data.with_example_ids` first. Received elements "
+                f"with structure {spec}."
+            )
+        if spec[EXAMPLE_ID_KEY].shape.rank != 0:
+            raise ValueError(
+                "`stale_filter` draws single examples: apply it before "
+                "batching. Received example ids of shape "
+                f"{spec[EXAMPLE_ID_KEY].shape}."
+            )
+        tf = require_tensorflow("keras_sb.data.stale_filter")
+        if all(leaf.shape.is_fully_defined() for leaf in tf.nest.flatten(spec)):
+            # Vectorized: a tf.data filter calls its predicate once per
+            # element, which cost as much as the rest of a shuffle-and-batch
+            # pipeline of in-memory CIFAR images.
+            @tf.autograph.experimental.do_not_convert
+            def keep_rows(chunk):
+                kept = self.keep(chunk[EXAMPLE_ID_KEY])
+                return tf.nest.map_structure(
+                    lambda tensor: tf.boolean_mask(tensor, kept), chunk)
+
+            filtered = dataset.batch(_FILTER_CHUNK).map(keep_rows).unbatch()
+        else:  # Elements of different shapes cannot be batched.
+            filtered = dataset.filter(tf.autograph.experimental.do_not_convert(
+                lambda element: self.keep(element[EXAMPLE_ID_KEY])))
+        setattr(filtered, _STALE_FILTER_ATTRIBUTE, self)
+        return filtered
+
+
+def stale_filter(model, seed=None):
+    """Skips the examples of a stale epoch in the input pipeline.
+
+    With `keras_sb.StaleSelection`, a stale epoch reuses each example's
+    selection probability from the last fresh epoch. Without this filter the
+    train step draws the examples: every example is still read, augmented
+    and batched. With it, the pipeline draws them before augmentation and
+    batching, and only the kept examples reach the model, in full batches: a
+    stale epoch has about `selected fraction x` as many steps, and the model
+    trains on every example it receives. Fresh epochs pass every example.
+
+    Args:
+        model: the `keras_sb.SelectiveBackpropModel` the data train.
+        seed: int seed of the draws (None: random, from NumPy's global
+            generator, which `keras.utils.set_random_seed` seeds).
+
+    Returns:
+        A `StaleFilter`: a function from a `tf.data.Dataset` of unbatched
+        elements with example ids to the filtered dataset, for
+        `Dataset.apply`.
+
+    Example:
+
+    ```python
+    draws = keras_sb.data.stale_filter(model)
+    train = (keras_sb.data.with_example_ids(raw_train)
+             .shuffle(10_000)
+             .apply(draws)
+             .map(keras_sb.data.keep_example_ids(augment))
+             .batch(128)
+             .apply(draws.pad_batches(128)))  # Static shapes (XLA).
+    model.fit(train, epochs=30, callbacks=[keras_sb.StaleSelection(3)])
+    ```
+
+    `keras_sb.data.training_pipeline(raw_train, 128, stale_model=model)`
+    does all of this.
+    """
+    return StaleFilter(model, seed)
+
+
+def find_stale_filter(x):
+    """The `StaleFilter` applied to the training data `x`, or None."""
+    if isinstance(x, ArrayPipeline):
+        return x.stale_filter
+    return _find_in_chain(x, _STALE_FILTER_ATTRIBUTE)
+
+
+def _find_in_chain(dataset, attribute):
+    """`attribute` of `dataset` or of the nearest dataset it was made from
+    (walking back through its chain of transformations), or None."""
+    while dataset is not None:
+        found = getattr(dataset, attribute, None)
+        if found is not None:
+            return found
+        dataset = getattr(dataset, "_input_dataset", None)
+    return None
+
+
 def count_examples(x):
     """Number of distinct examples (ids) behind training data with ids.
 
@@ -140,12 +399,7 @@ def count_examples(x):
     if isinstance(x, ArrayPipeline):
         return len(x.images) if x.example_ids else None
     # Walk back through the chain of transformations to `with_example_ids`.
-    while x is not None:
-        count = getattr(x, _NUM_EXAMPLES_ATTRIBUTE, None)
-        if count is not None:
-            return count
-        x = getattr(x, "_input_dataset", None)
-    return None
+    return _find_in_chain(x, _NUM_EXAMPLES_ATTRIBUTE)
 
 
 def peek_structure(x):
@@ -236,7 +490,8 @@ def scale_images(images, labels):
 
 
 def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
-                      seed=None, padding=4, example_ids=False):
+                      seed=None, padding=4, example_ids=False,
+                      stale_model=None):
     """Shuffled, augmented, batched and prefetched training data.
 
     Args:
@@ -250,6 +505,10 @@ def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
         padding: padding of the random crop.
         example_ids: whether elements carry example ids (see
             `with_example_ids`), as `keras_sb.StaleSelection` needs.
+        stale_model: optional `keras_sb.SelectiveBackpropModel`: in its
+            stale epochs, examples are drawn after shuffling and before
+            augmentation by `stale_filter(stale_model, seed)`, so skipped
+            examples cost nothing. Implies `example_ids=True`.
 
     Returns:
         A `tf.data.Dataset` of `(float32 images in [0, 1], labels)` batches,
@@ -266,18 +525,26 @@ def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
     tf = require_tensorflow("keras_sb.data.training_pipeline")
 
     _check_batch_size(batch_size)
+    example_ids = example_ids or stale_model is not None
     wrap = keep_example_ids if example_ids else (lambda fn: fn)
     if example_ids:
         dataset = with_example_ids(dataset)
     if shuffle_buffer:
         dataset = dataset.shuffle(shuffle_buffer, seed=seed,
                                   reshuffle_each_iteration=True)
+    draws = None
+    if stale_model is not None:
+        draws = stale_filter(stale_model, seed)
+        dataset = dataset.apply(draws)
     if augment:
         dataset = dataset.map(
             wrap(lambda image, label: (pad_crop_flip(image, padding), label)),
             num_parallel_calls=tf.data.AUTOTUNE,
         )
-    return _batch_and_scale(dataset, batch_size, wrap)
+    dataset = dataset.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
+    if draws is not None:
+        dataset = dataset.apply(draws.pad_batches(batch_size))
+    return _scale_and_prefetch(dataset, wrap)
 
 
 def evaluation_pipeline(dataset, batch_size):
@@ -290,15 +557,17 @@ def evaluation_pipeline(dataset, batch_size):
     Returns:
         A `tf.data.Dataset` of `(float32 images in [0, 1], labels)` batches.
     """
-    _check_batch_size(batch_size)
-    return _batch_and_scale(dataset, batch_size)
-
-
-def _batch_and_scale(dataset, batch_size, wrap=lambda fn: fn):
     tf = require_tensorflow("keras_sb.data.evaluation_pipeline")
 
-    return (dataset.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
-            .map(wrap(scale_images), num_parallel_calls=tf.data.AUTOTUNE)
+    _check_batch_size(batch_size)
+    return _scale_and_prefetch(
+        dataset.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE))
+
+
+def _scale_and_prefetch(batches, wrap=lambda fn: fn):
+    tf = require_tensorflow("keras_sb.data pipelines")
+
+    return (batches.map(wrap(scale_images), num_parallel_calls=tf.data.AUTOTUNE)
             .prefetch(tf.data.AUTOTUNE))
 
 
@@ -350,6 +619,12 @@ class ArrayPipeline(keras.utils.PyDataset):
         example_ids: whether batches carry example ids (the row numbers in
             `images`): `{"data": (images, labels), "example_id": ids}`, as
             `keras_sb.StaleSelection` needs.
+        stale_model: optional `keras_sb.SelectiveBackpropModel`: its stale
+            epochs draw their examples here (a `StaleFilter` with this
+            pipeline's seed), so a skipped example is not augmented or
+            batched; the last batch of a stale epoch is filled with rows of
+            id `PADDING_ID`, which the model does not train on. Implies
+            `example_ids=True`.
 
     Example:
 
@@ -360,7 +635,8 @@ class ArrayPipeline(keras.utils.PyDataset):
     """
 
     def __init__(self, images, labels, batch_size, augment=True, shuffle=True,
-                 seed=None, padding=4, workers=4, example_ids=False):
+                 seed=None, padding=4, workers=4, example_ids=False,
+                 stale_model=None):
         super().__init__(workers=workers, use_multiprocessing=False,
                          max_queue_size=2 * workers)
         _check_batch_size(batch_size)
@@ -375,10 +651,18 @@ class ArrayPipeline(keras.utils.PyDataset):
         self.augment = augment
         self.shuffle = shuffle
         self.padding = padding
-        self.example_ids = example_ids
+        self.example_ids = example_ids or stale_model is not None
         self._seed = int(np.random.default_rng(seed).integers(2**31))
         self._epoch = 0
         self._order = self._new_order()
+        self.stale_filter = None
+        if stale_model is not None:
+            self.stale_filter = StaleFilter(stale_model, self._seed)
+        # The rows of the epoch (stale epochs: the kept ones), and the
+        # (draws, epoch) they were taken for; the worker threads share them.
+        self._rows_lock = threading.Lock()
+        self._rows_key = None
+        self._rows = self._order
 
     def _new_order(self):
         if not self.shuffle:
@@ -386,21 +670,43 @@ class ArrayPipeline(keras.utils.PyDataset):
         return np.random.default_rng([self._seed, self._epoch]).permutation(
             len(self.images))
 
+    def _epoch_rows(self):
+        draws = self.stale_filter
+        if draws is None:
+            return self._order
+        with self._rows_lock:
+            key = (draws.version, self._epoch)
+            if key != self._rows_key:
+                self._rows = self._order
+                if draws.stale:
+                    self._rows = self._order[draws.kept_rows(self._order)]
+                self._rows_key = key
+            return self._rows
+
     def __len__(self):
-        return -(-len(self.images) // self.batch_size)
+        return -(-len(self._epoch_rows()) // self.batch_size)
 
     def __getitem__(self, index):
         if not 0 <= index < len(self):
             raise IndexError(f"Batch {index} of {len(self)}.")
-        rows = self._order[index * self.batch_size:(index + 1) * self.batch_size]
+        rows = self._epoch_rows()[index * self.batch_size:
+                                  (index + 1) * self.batch_size]
         images = self.images[rows]
         if self.augment:
             rng = np.random.default_rng([self._seed, self._epoch, index])
             images = pad_crop_flip_batch(images, rng, self.padding)
         batch = (np.multiply(images, np.float32(1 / 255), dtype="float32"),
                  self.labels[rows])
+        ids = rows.astype("int32")
+        missing = self.batch_size - len(rows)
+        if self.stale_filter is not None and self.stale_filter.stale and missing:
+            # A full last batch (static shapes): rows the model skips.
+            batch = tuple(np.concatenate([part, np.zeros((missing,) + part.shape[1:],
+                                                         part.dtype)])
+                          for part in batch)
+            ids = np.append(ids, np.full(missing, PADDING_ID, "int32"))
         if self.example_ids:
-            return {DATA_KEY: batch, EXAMPLE_ID_KEY: rows.astype("int32")}
+            return {DATA_KEY: batch, EXAMPLE_ID_KEY: ids}
         return batch
 
     def on_epoch_end(self):

@@ -212,6 +212,11 @@ class SelectiveBackpropModel(keras.Model):
         self._queue_from_next_build = False
         self._stale_epoch = False
         self._train_functions = {}
+        # Stale selection with `keras_sb.data.stale_filter` in the pipeline.
+        self._stale_filter = None
+        self._pipeline_draws = False
+        self._wants_fit_iterator = False
+        self._fit_epoch_iterator = None
         start_step, end_step = schedule.initial_thresholds(self._start, self._end)
         self.selection_state = SelectionState(
             self.history_size,
@@ -343,31 +348,91 @@ class SelectiveBackpropModel(keras.Model):
                     "StaleSelection, or on one replica."
                 )
             self._prepare_score_table(x, stale_callbacks[0])
+        self._use_stale_filter(data_utils.find_stale_filter(x),
+                               bool(stale_callbacks), steps_per_epoch)
+        if (self._stale_filter is not None and verbose != 0
+                and isinstance(callbacks, list)
+                and not any(isinstance(c, keras.callbacks.ProgbarLogger)
+                            for c in callbacks)):
+            callbacks.append(_ProgbarOfVaryingEpochs())
         self._fit_steps_per_epoch = steps_per_epoch
         self._queue_from_next_build = backend.STATELESS_STEP
         try:
-            return super().fit(
-                x=x,
-                y=y,
-                batch_size=batch_size,
-                epochs=epochs,
-                verbose=verbose,
-                callbacks=callbacks,
-                validation_split=validation_split,
-                validation_data=validation_data,
-                shuffle=shuffle,
-                class_weight=class_weight,
-                sample_weight=sample_weight,
-                initial_epoch=initial_epoch,
-                steps_per_epoch=steps_per_epoch,
-                validation_steps=validation_steps,
-                validation_batch_size=validation_batch_size,
-                validation_freq=validation_freq,
-            )
+            with warnings.catch_warnings():
+                if self._stale_filter is not None:
+                    # An epoch of filtered data ends when the data run out,
+                    # which Keras reports as a warning at every epoch.
+                    warnings.filterwarnings(
+                        "ignore", message="Your input ran out of data"
+                    )
+                return super().fit(
+                    x=x,
+                    y=y,
+                    batch_size=batch_size,
+                    epochs=epochs,
+                    verbose=verbose,
+                    callbacks=callbacks,
+                    validation_split=validation_split,
+                    validation_data=validation_data,
+                    shuffle=shuffle,
+                    class_weight=class_weight,
+                    sample_weight=sample_weight,
+                    initial_epoch=initial_epoch,
+                    steps_per_epoch=steps_per_epoch,
+                    validation_steps=validation_steps,
+                    validation_batch_size=validation_batch_size,
+                    validation_freq=validation_freq,
+                )
         finally:
             self._queue_from_next_build = False
             self._fit_steps_per_epoch = None
             self._set_stale_epoch(False)
+            self._stale_filter = None
+            self._fit_epoch_iterator = None
+            self._wants_fit_iterator = False
+
+    def _use_stale_filter(self, stale_filter, stale_selection, steps_per_epoch):
+        """Checks a `stale_filter` found in the training data, and sets up
+        `fit` for it."""
+        if stale_filter is not None and stale_filter.model is not self:
+            raise ValueError(
+                "The training data pass through a `keras_sb.data.stale_filter` "
+                "made for another model. Make the filter with the model that "
+                "trains on the data: `keras_sb.data.stale_filter(model)`."
+            )
+        if not stale_selection:
+            stale_filter = None  # No stale epochs: it passes every example.
+        pipeline_draws = stale_filter is not None
+        if pipeline_draws != self._pipeline_draws:
+            self._pipeline_draws = pipeline_draws
+            self.train_function = None  # The stale step differs.
+        self._stale_filter = stale_filter
+        # Epochs of filtered data differ in length: the epoch iterator of
+        # `fit` must not hold them to the first one's.
+        self._wants_fit_iterator = pipeline_draws and not steps_per_epoch
+
+    def _remember_fit_iterator(self, iterator):
+        if self._wants_fit_iterator and iterator is not None:
+            self._fit_epoch_iterator = iterator
+        self._wants_fit_iterator = False
+
+    def _begin_epoch_draws(self, stale_epoch):
+        """Starts an epoch of stale selection (called by `StaleSelection`)."""
+        if self._stale_filter is not None:
+            state = self.selection_state
+            probabilities = None
+            if stale_epoch:
+                probabilities = ops.convert_to_numpy(state.score_table[1].value)
+            self._stale_filter.begin_epoch(
+                stale_epoch, int(state.epochs_completed.numpy()), probabilities
+            )
+            if self._fit_epoch_iterator is not None:
+                # Keras fixes an epoch's length after the first epoch of data
+                # of unknown length; each epoch of filtered data runs until
+                # the data run out (a private attribute of Keras 3.15's
+                # `EpochIterator`).
+                self._fit_epoch_iterator._num_batches = None
+        self._set_stale_epoch(stale_epoch)
 
     def _prepare_score_table(self, x, callback):
         """Checks data for stale selection and creates the score table."""
@@ -489,6 +554,7 @@ class SelectiveBackpropModel(keras.Model):
     def _symbolic_build(self, iterator=None, data_batch=None):
         # On JAX, `fit` and `train_on_batch` call this before they gather the
         # training state, which must include the queue's variables.
+        self._remember_fit_iterator(iterator)
         make_queue = self._queue_from_next_build
         self._queue_from_next_build = False
         parts = [self._compile_metrics, self._compile_loss, *self._flatten_layers()]
@@ -509,6 +575,7 @@ class SelectiveBackpropModel(keras.Model):
         # fails under MultiWorkerMirroredStrategy (Keras 3.15) and turns
         # integer labels into floats. One replica's batch has the shapes and
         # dtypes the build needs.
+        self._remember_fit_iterator(iterator)
         if iterator is not None and self._distribute_strategy is not None:
             for _, _, batches in iterator:
                 data_batch = backend.local_batch(self.distribute_strategy,
@@ -771,11 +838,17 @@ class SelectiveBackpropModel(keras.Model):
                 "A stale epoch needs training batches with example ids."
             )
         self._prepare_backward_step()
-        self._count_invalid_ids(example_ids)
         table = tuple(column.value for column in state.score_table)
         probabilities = stale.stored_probabilities(table, example_ids)
         probabilities = ops.where(self._selecting(), probabilities, 1.0)
-        selected = selection.bernoulli(probabilities, state.seed_generator)
+        if self._pipeline_draws:
+            # `keras_sb.data.stale_filter` drew these examples already; rows
+            # it added to fill the last batch are not examples.
+            selected = ops.not_equal(example_ids, data_utils.PADDING_ID)
+            self._count_invalid_ids(ops.where(selected, example_ids, 0))
+        else:
+            self._count_invalid_ids(example_ids)
+            selected = selection.bernoulli(probabilities, state.seed_generator)
         zero = ops.convert_to_tensor(0.0, dtype="float32")
         table, loss_sum, loss_count = self._queue_and_train(
             x, y, sample_weight, example_ids, selected, probabilities,
@@ -793,6 +866,8 @@ class SelectiveBackpropModel(keras.Model):
             for name, value in self.get_metrics_result().items()
         }
         batch_size = ops.shape(example_ids)[0]
+        if self._pipeline_draws:
+            batch_size = ops.sum(ops.cast(selected, "int32"))
         return self._selection_logs(logs, batch_size, selected)
 
     def _prepare_backward_step(self):
@@ -997,6 +1072,16 @@ class WrappedModel(SelectiveBackpropModel):
             config["model"], custom_objects=custom_objects
         )
         return cls(**config)
+
+
+class _ProgbarOfVaryingEpochs(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar for epochs whose number of steps varies (data
+    filtered by `keras_sb.data.stale_filter`): each epoch counts its own
+    steps, where Keras's holds every epoch to the first one's count."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.target = None
+        super().on_epoch_begin(epoch, logs)
 
 
 class SelectionWindow(keras.callbacks.Callback):

@@ -11,10 +11,12 @@ loss, probability, epoch scored), so the data must carry stable ids
 (`keras_sb.data.with_example_ids`, or `example_ids=True` in the pipelines).
 Fresh epochs write the inference-mode loss and selection probability of
 every example; in stale epochs each example is drawn with the probability of
-the last fresh epoch, drawn examples go straight into the queue of the
-backward step, and its training-mode losses refresh their loss and epoch
-(not their probability: training-mode losses are not comparable with the
-inference-mode losses the percentiles are taken over).
+the last fresh epoch (by `keras_sb.data.stale_filter` in the input pipeline,
+before augmentation and batching, or else in the train step), drawn examples
+go straight into the queue of the backward step, and its training-mode
+losses refresh their loss and epoch (not their probability: training-mode
+losses are not comparable with the inference-mode losses the percentiles are
+taken over).
 
 This module holds the pure functions on the table and the `StaleSelection`
 callback that marks epochs fresh or stale.
@@ -109,7 +111,10 @@ class StaleSelection(keras.callbacks.Callback):
     each example is selected with the probability stored by the last fresh
     epoch, selected examples are trained on in full backprop batches, and
     their training-mode losses are stored as their latest loss. Epochs before
-    selection starts (priming) are fresh.
+    selection starts (priming) are fresh. The draws are made by
+    `keras_sb.data.stale_filter` where the training data pass through one
+    (skipped examples are then not even augmented or batched), else in the
+    train step.
 
     The score table has one row per example, is saved with the model and
     restored by `BackupAndRestore`; which epoch was last fresh is stored
@@ -130,7 +135,8 @@ class StaleSelection(keras.callbacks.Callback):
     Example:
 
     ```python
-    train = keras_sb.data.training_pipeline(raw_train, 128, example_ids=True)
+    # Stale epochs drawn in the pipeline (`keras_sb.data.stale_filter`):
+    train = keras_sb.data.training_pipeline(raw_train, 128, stale_model=model)
     model.fit(train, epochs=30,
               callbacks=[keras_sb.StaleSelection(staleness=3)])
     ```
@@ -172,10 +178,14 @@ class StaleSelection(keras.callbacks.Callback):
         )
         if selecting and not self._stale:
             state.last_fresh_epoch.assign(self._epoch)
-        self.model._set_stale_epoch(self._stale)
+        self.model._begin_epoch_draws(self._stale)
 
     def on_epoch_end(self, epoch, logs=None):
         state = self.model.selection_state
+        stale_filter = self.model._stale_filter
+        if self._stale and stale_filter is not None and logs is not None:
+            # The model saw only the examples the pipeline kept.
+            logs["selected_fraction"] = stale_filter.kept_fraction()
         invalid = int(state.invalid_example_ids.numpy())
         if invalid:
             state.invalid_example_ids.assign(0)

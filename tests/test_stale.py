@@ -2,6 +2,8 @@
 no selection forward pass, and bad ids or tables fail loudly."""
 
 import os
+import re
+import warnings
 
 import keras
 import numpy as np
@@ -60,8 +62,10 @@ def regression_data(num_examples, features=4, seed=0):
     return x, y
 
 
-def id_pipeline(x, y, batch_size, seed=0):
-    """with_example_ids, then shuffle and a random augmentation, as users do."""
+def id_pipeline(x, y, batch_size, seed=0, draws=None):
+    """with_example_ids, then shuffle and a random augmentation, as users do;
+    with `draws` (a `stale_filter`), filtered before the augmentation and
+    padded after batching."""
     ids = np.arange(len(x), dtype="int32")
     dataset = tf.data.Dataset.from_tensor_slices(({"x": x, "id": ids}, y))
 
@@ -69,10 +73,13 @@ def id_pipeline(x, y, batch_size, seed=0):
         noisy = features["x"] + tf.random.normal(tf.shape(features["x"]))
         return {"x": noisy, "id": features["id"]}, target
 
-    return (keras_sb.data.with_example_ids(dataset)
-            .shuffle(len(x), seed=seed)
-            .map(keras_sb.data.keep_example_ids(augment))
-            .batch(batch_size))
+    dataset = keras_sb.data.with_example_ids(dataset).shuffle(len(x), seed=seed)
+    if draws is not None:
+        dataset = dataset.apply(draws)
+    dataset = dataset.map(keras_sb.data.keep_example_ids(augment)).batch(batch_size)
+    if draws is not None:
+        dataset = dataset.apply(draws.pad_batches(batch_size))
+    return dataset
 
 
 def pending_ids(model):
@@ -412,3 +419,258 @@ class TestPipelines:
             keras_sb.data.with_example_ids(tf.data.Dataset.range(3).repeat())
         with pytest.raises(ValueError, match="no ids"):
             keras_sb.data.keep_example_ids(lambda x: x)(tf.constant(1))
+
+
+def kept_ids(dataset):
+    """The example ids a (filtered) dataset yields in one pass, padding
+    rows excluded, and the sizes of its batches."""
+    ids, sizes = [], []
+    for element in dataset:
+        batch_ids = np.atleast_1d(element["example_id"].numpy())
+        sizes.append(len(batch_ids))
+        ids.extend(batch_ids[batch_ids != keras_sb.data.PADDING_ID])
+    return np.array(ids), sizes
+
+
+class StepCounter(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps.append(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps[-1] += 1
+
+
+class TestPipelineDraws:
+    """`keras_sb.data.stale_filter`: stale epochs drawn in the input
+    pipeline, before augmentation and batching."""
+
+    def test_filter_keeps_each_id_with_its_probability_whatever_the_order(self):
+        num_examples = 4000
+        model, _, _ = frozen_model(num_examples)
+        model.selection_state.build_score_table(num_examples)
+        draws = keras_sb.data.stale_filter(model, seed=7)
+        ids = tf.data.Dataset.range(num_examples)
+        dataset = keras_sb.data.with_example_ids(ids)
+        probabilities = np.random.default_rng(0).permutation(
+            np.linspace(0.0, 1.0, num_examples)).astype("float32")
+
+        draws.begin_epoch(False, epoch=0)
+        assert len(kept_ids(dataset.apply(draws))[0]) == num_examples
+
+        draws.begin_epoch(True, epoch=1, probabilities=probabilities)
+        kept, _ = kept_ids(dataset.apply(draws))
+        assert draws.kept_fraction() == pytest.approx(len(kept) / num_examples)
+        # The same draws through another order and parallel augmentation.
+        shuffled = (dataset.shuffle(num_examples, seed=3).apply(draws)
+                    .map(lambda e: e, num_parallel_calls=4))
+        np.testing.assert_array_equal(np.sort(kept_ids(shuffled)[0]), kept)
+        is_kept = np.isin(np.arange(num_examples), kept)
+        assert not is_kept[probabilities == 0].any()
+        assert is_kept[probabilities == 1].all()
+        z = (is_kept.sum() - probabilities.sum()) / np.sqrt(
+            np.sum(probabilities * (1 - probabilities)))
+        assert abs(z) < 4, z
+        for low, high in [(0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01)]:
+            band = (probabilities >= low) & (probabilities < high)
+            spread = np.sqrt(np.sum(probabilities[band] * (1 - probabilities[band])))
+            assert abs(is_kept[band].sum() - probabilities[band].sum()) < 4 * spread
+
+        # Another epoch draws afresh.
+        draws.begin_epoch(True, epoch=2, probabilities=probabilities)
+        again = np.isin(np.arange(num_examples), kept_ids(dataset.apply(draws))[0])
+        middle = (probabilities > 0.2) & (probabilities < 0.8)
+        assert (again[middle] != is_kept[middle]).mean() > 0.25
+
+    def test_elements_of_different_shapes(self):
+        model, _, _ = frozen_model(300)
+        draws = keras_sb.data.stale_filter(model, seed=0)
+        ragged = keras_sb.data.with_example_ids(
+            tf.data.Dataset.range(300).map(lambda i: tf.zeros([i % 3])))
+        probabilities = np.tile([0.0, 1.0, 0.5], 100)
+        draws.begin_epoch(True, epoch=1, probabilities=probabilities)
+        kept, _ = kept_ids(ragged.apply(draws))
+        same_shape = keras_sb.data.with_example_ids(tf.data.Dataset.range(300))
+        np.testing.assert_array_equal(kept, kept_ids(same_shape.apply(draws))[0])
+        assert set(kept % 3) == {1, 2} and 100 < len(kept) < 200
+
+    def test_padding_fills_only_the_last_batch_of_stale_epochs(self):
+        model, _, _ = frozen_model(100)
+        draws = keras_sb.data.stale_filter(model, seed=0)
+        batches = (keras_sb.data.with_example_ids(tf.data.Dataset.range(100))
+                   .apply(draws).batch(32).apply(draws.pad_batches(32)))
+        draws.begin_epoch(False, epoch=0)
+        ids, sizes = kept_ids(batches)
+        assert sizes == [32, 32, 32, 4] and len(ids) == 100
+        draws.begin_epoch(True, epoch=1, probabilities=np.full(100, 0.5))
+        ids, sizes = kept_ids(batches)
+        assert set(sizes) == {32} and 0 < len(ids) < 100
+        assert len(sizes) == -(-len(ids) // 32)
+
+    def test_stale_epochs_are_shorter_and_train_their_draws(self):
+        """A first fit scores every example; a second fit starts with two
+        stale epochs (shorter, no selection forward pass) and then a fresh
+        one, which must again go over all the data."""
+        x, y = regression_data(800)
+        model, counter, inference = frozen_model(len(x), seed=4,
+                                                 backprop_batch_size=20)
+        draws = keras_sb.data.stale_filter(model, seed=1)
+        callback = keras_sb.StaleSelection(staleness=3)
+        model.fit(id_pipeline(x, y, 40, draws=draws), epochs=1, verbose=0,
+                  callbacks=[callback])
+        stored = numpy(model.selection_state.score_table[1].value).copy()
+        counts = numpy(counter.counts.value).copy()
+        pending_before = pending_ids(model)
+
+        steps = StepCounter()
+        inference_seen, first_stale = [], {}
+
+        class Record(keras.callbacks.Callback):
+            def on_epoch_end(self, epoch, logs=None):
+                inference_seen.append(float(numpy(inference.examples.value)))
+                if epoch == 0:  # The first stale epoch: what it trained.
+                    first_stale["trained"] = numpy(counter.counts.value) - counts
+                    first_stale["pending"] = pending_ids(model)
+
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            history = model.fit(id_pipeline(x, y, 40, seed=1, draws=draws),
+                                epochs=3, verbose=0,
+                                callbacks=[callback, steps, Record()])
+        assert not [w for w in caught if "ran out of data" in str(w.message)]
+        # No selection forward pass in the stale epochs; the fresh epoch
+        # scored all 800 examples (fewer would raise in StaleSelection).
+        assert inference_seen == [800, 800, 1600]
+        fractions = history.history["selected_fraction"]
+        # Each stale epoch has one step per 40 kept examples, a fresh one 20.
+        for epoch in (0, 1):
+            kept = round(fractions[epoch] * len(x))
+            assert steps.steps[epoch] == -(-kept // 40), (steps.steps, kept)
+        assert steps.steps[2] == 20
+        # The first stale epoch trained each kept example once (or queued
+        # it), and kept each id with its own stored probability.
+        trained = first_stale["trained"]
+        trained[pending_before] -= 1
+        trained[first_stale["pending"]] += 1
+        assert set(np.unique(trained)) <= {0.0, 1.0}
+        assert trained.sum() == round(fractions[0] * len(x))
+        z = (trained.sum() - stored.sum()) / np.sqrt(np.sum(stored * (1 - stored)))
+        assert abs(z) < 4, z
+        assert np.corrcoef(trained, stored)[0, 1] > 0.4
+        # Every training pass is a counted backprop; no padding row counted
+        # as a bad id (StaleSelection would raise).
+        assert numpy(counter.counts.value).sum() == model.selection_state.counters()["backprops"]
+
+    def test_progress_bar_counts_each_epochs_steps(self, capsys):
+        x, y = regression_data(400)
+        model, _, _ = frozen_model(len(x), seed=5)
+        draws = keras_sb.data.stale_filter(model, seed=2)
+        steps = StepCounter()
+        model.fit(id_pipeline(x, y, 40, draws=draws), epochs=3, verbose=2,
+                  callbacks=[keras_sb.StaleSelection(staleness=2), steps])
+        shown = re.findall(r"^(\d+)/(\d+) - ", capsys.readouterr().out, re.M)
+        assert [(int(a), int(b)) for a, b in shown] == [(n, n) for n in steps.steps]
+        assert steps.steps[1] < steps.steps[0]
+
+    def test_learns_with_xla(self, digits):
+        x, y, x_test, y_test = digits
+        model = compile_model(keras_sb.SelectiveBackpropModel(
+            *mlp(), beta=1.0, seed=0), learning_rate=0.2, jit_compile=True)
+        draws = keras_sb.data.stale_filter(model, seed=0)
+        train = (keras_sb.data.with_example_ids(
+            tf.data.Dataset.from_tensor_slices((x, y))).shuffle(1400)
+            .apply(draws).batch(100).apply(draws.pad_batches(100)))
+        history = model.fit(train, epochs=8, verbose=0, validation_data=(x_test, y_test),
+                            callbacks=[keras_sb.StaleSelection(staleness=2)])
+        assert np.isnan(history.history["accuracy"][2])  # Epoch 3 is stale.
+        assert 0.3 < history.history["selected_fraction"][2] < 0.7
+        assert history.history["val_accuracy"][-1] > 0.75
+        counters = model.selection_state.counters()
+        assert counters["invalid_example_ids"] == 0
+        assert counters["selected_total"] == counters["backprops"] + counters["queue_size"]
+
+    def test_array_pipeline_draws(self):
+        images = np.arange(100, dtype="uint8").reshape(100, 1, 1, 1) * np.ones(
+            (1, 4, 4, 3), "uint8")
+        model, _, _ = frozen_model(100)
+        pipeline = keras_sb.data.ArrayPipeline(
+            images, np.arange(100), 32, augment=False, seed=0, workers=1,
+            stale_model=model)
+        draws = pipeline.stale_filter
+        assert keras_sb.data.find_stale_filter(pipeline) is draws
+        assert len(pipeline) == 4
+        draws.begin_epoch(True, epoch=1, probabilities=np.tile([0.0, 1.0], 50))
+        batches = [pipeline[i] for i in range(len(pipeline))]
+        ids = np.concatenate([b["example_id"] for b in batches])
+        real = ids != keras_sb.data.PADDING_ID
+        assert len(pipeline) == 2 and len(ids) == 64  # 50 kept, padded.
+        assert sorted(ids[real]) == list(range(1, 100, 2))
+        labels = np.concatenate([b["data"][1] for b in batches])
+        np.testing.assert_array_equal(labels[real], ids[real])
+        draws.begin_epoch(False, epoch=2)
+        assert len(pipeline) == 4 and pipeline[3]["example_id"].shape == (4,)
+
+    def test_array_pipeline_stale_epochs_train_their_draws(self):
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (320, 8, 8, 3), dtype="uint8")
+        labels = rng.integers(0, 2, 320).astype("int32")
+        inputs = keras.Input((8, 8, 3))
+        outputs = keras.layers.Dense(2, activation="softmax")(
+            keras.layers.Flatten()(inputs))
+        model = compile_model(keras_sb.SelectiveBackpropModel(
+            inputs, outputs, beta=1.0, seed=0, start=0))
+        pipeline = keras_sb.data.ArrayPipeline(images, labels, 32, seed=0,
+                                               workers=4, stale_model=model)
+        steps = StepCounter()
+        history = model.fit(pipeline, epochs=4, verbose=0, callbacks=[
+            keras_sb.StaleSelection(staleness=2), steps])
+        fractions = history.history["selected_fraction"]
+        assert steps.steps[0] == steps.steps[2] == 10
+        for epoch in (1, 3):  # Stale: one step per 32 kept examples.
+            kept = round(fractions[epoch] * 320)
+            assert 0 < kept < 320 and steps.steps[epoch] == -(-kept // 32)
+        counters = model.selection_state.counters()
+        assert counters["invalid_example_ids"] == 0
+        assert counters["selected_total"] == counters["backprops"] + counters["queue_size"]
+
+    def test_training_pipeline_applies_the_filter(self):
+        images = np.zeros((50, 8, 8, 3), "uint8")
+        model, _, _ = frozen_model(50)
+        train = keras_sb.data.training_pipeline(
+            tf.data.Dataset.from_tensor_slices((images, np.arange(50))), 16,
+            stale_model=model, seed=0)
+        assert keras_sb.data.find_stale_filter(train).model is model
+        assert keras_sb.data.count_examples(train) == 50
+
+    def test_without_stale_selection_every_example_passes(self, digits):
+        x, y, _, _ = digits
+        model = compile_model(keras_sb.SelectiveBackpropModel(*mlp(), seed=0))
+        draws = keras_sb.data.stale_filter(model)
+        train = keras_sb.data.with_example_ids(
+            tf.data.Dataset.from_tensor_slices((x, y))).apply(draws).batch(100)
+        steps = StepCounter()
+        model.fit(train, epochs=2, verbose=0, callbacks=[steps])
+        assert steps.steps == [14, 14]
+
+    def test_errors(self, digits):
+        x, y, _, _ = digits
+        model = compile_model(keras_sb.SelectiveBackpropModel(*mlp()))
+        other = compile_model(keras_sb.SelectiveBackpropModel(*mlp()))
+        with_ids = keras_sb.data.with_example_ids(
+            tf.data.Dataset.from_tensor_slices((x, y)))
+        with pytest.raises(ValueError, match="another model"):
+            model.fit(with_ids.apply(keras_sb.data.stale_filter(other)).batch(100),
+                      verbose=0, callbacks=[keras_sb.StaleSelection()])
+        with pytest.raises(ValueError, match="before batching"):
+            with_ids.batch(10).apply(keras_sb.data.stale_filter(model))
+        with pytest.raises(ValueError, match="with_example_ids"):
+            tf.data.Dataset.range(3).apply(keras_sb.data.stale_filter(model))
+        with pytest.raises(ValueError, match="after `batch`"):
+            with_ids.apply(keras_sb.data.stale_filter(model).pad_batches(10))
+        with pytest.raises(ValueError, match="needs a keras_sb"):
+            keras_sb.data.stale_filter(keras.Model(*mlp()))
+        with pytest.raises(ValueError, match="Received: seed='1'"):
+            keras_sb.data.stale_filter(model, seed="1")

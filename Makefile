@@ -24,6 +24,7 @@ test: setup
 
 bench: setup
 	$(BIN)/python benchmarks/throughput.py
+	$(BIN)/python benchmarks/stale_pipeline.py
 	$(BIN)/python benchmarks/distributed.py
 	$(BIN)/python benchmarks/time_to_accuracy.py --path ../shared/data/cifar10-jpeg.tar.xz --epochs 10
 

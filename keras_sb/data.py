@@ -317,11 +317,16 @@ class StaleFilter:
             # Vectorized: a tf.data filter calls its predicate once per
             # element, which cost as much as the rest of a shuffle-and-batch
             # pipeline of in-memory CIFAR images.
+            stale, _ = self._tf_variables()
+
             @tf.autograph.experimental.do_not_convert
             def keep_rows(chunk):
-                kept = self.keep(chunk[EXAMPLE_ID_KEY])
-                return tf.nest.map_structure(
-                    lambda tensor: tf.boolean_mask(tensor, kept), chunk)
+                def drawn():
+                    kept = self.keep(chunk[EXAMPLE_ID_KEY])
+                    return tf.nest.map_structure(
+                        lambda tensor: tf.boolean_mask(tensor, kept), chunk)
+
+                return tf.cond(stale.read_value(), drawn, lambda: chunk)
 
             filtered = dataset.batch(_FILTER_CHUNK).map(keep_rows).unbatch()
         else:  # Elements of different shapes cannot be batched.

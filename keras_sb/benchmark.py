@@ -400,14 +400,13 @@ def training_batches(train, config, example_ids=False, stale_model=None):
         train: unbatched `tf.data.Dataset` or `(images, labels)` arrays.
         config: dict with `batch_size` and `seeds`.
         example_ids: whether batches carry example ids (stale selection).
-        stale_model: with `tf.data`, the model whose stale epochs are drawn
-            in the pipeline (`data.stale_filter`); NumPy batches carry ids
-            and the train step draws.
+        stale_model: the model whose stale epochs are drawn in the pipeline
+            (`data.stale_filter`); None: the train step draws.
     """
     if isinstance(train, tuple):
         return data_utils.ArrayPipeline(
             *train, config["batch_size"], seed=config["seeds"][0],
-            example_ids=example_ids or stale_model is not None)
+            example_ids=example_ids, stale_model=stale_model)
     return data_utils.training_pipeline(
         train, config["batch_size"], seed=config["seeds"][0],
         example_ids=example_ids, stale_model=stale_model)
@@ -487,8 +486,9 @@ def parse_args(argv=None):
                         choices=["pipeline", "step"],
                         help="where stale epochs draw their examples: in the "
                              "tf.data pipeline (data.stale_filter: skipped "
-                             "examples are not augmented or batched) or in "
-                             "the train step (always with --pipeline numpy)")
+                             "examples are not augmented or batched; with "
+                             "--pipeline numpy, the ArrayPipeline) or in the "
+                             "train step")
     parser.add_argument("--reference-beta", type=float, default=2.0,
                         help="beta whose backprop fraction 1/(beta+1) the "
                              "uniform and importance baselines use")
@@ -564,8 +564,7 @@ def main(argv=None):
         "classes": datasets.num_classes(args.dataset),
         "target": args.target,
         "target_gap": args.target_gap,
-        "stale_draws": ("step" if args.pipeline == "numpy"
-                        else args.stale_draws),
+        "stale_draws": args.stale_draws,
         "widths": args.widths,
         "blocks_per_stage": args.blocks,
         "batch_norm_momentum": args.batch_norm_momentum,

@@ -416,16 +416,16 @@ class SelectiveBackpropModel(keras.Model):
             self._fit_epoch_iterator = iterator
         self._wants_fit_iterator = False
 
-    def _begin_epoch_draws(self, stale_epoch):
-        """Starts an epoch of stale selection (called by `StaleSelection`)."""
+    def _begin_epoch_draws(self, stale_epoch, epoch):
+        """Starts the epoch `epoch` (over the model's life) of stale
+        selection (called by `StaleSelection`)."""
         if self._stale_filter is not None:
-            state = self.selection_state
             probabilities = None
             if stale_epoch:
-                probabilities = ops.convert_to_numpy(state.score_table[1].value)
-            self._stale_filter.begin_epoch(
-                stale_epoch, int(state.epochs_completed.numpy()), probabilities
-            )
+                probabilities = ops.convert_to_numpy(
+                    self.selection_state.score_table[1].value
+                )
+            self._stale_filter.begin_epoch(stale_epoch, epoch, probabilities)
             if self._fit_epoch_iterator is not None:
                 # Keras fixes an epoch's length after the first epoch of data
                 # of unknown length; each epoch of filtered data runs until

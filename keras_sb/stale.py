@@ -178,7 +178,7 @@ class StaleSelection(keras.callbacks.Callback):
         )
         if selecting and not self._stale:
             state.last_fresh_epoch.assign(self._epoch)
-        self.model._begin_epoch_draws(self._stale)
+        self.model._begin_epoch_draws(self._stale, self._epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         state = self.model.selection_state

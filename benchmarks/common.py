@@ -2,7 +2,6 @@
 
 import json
 import os
-import subprocess
 import sys
 import tarfile
 import time
@@ -54,20 +53,7 @@ def machine():
     """This machine, the software versions and the git commit."""
     from keras_sb.benchmark import machine as keras_sb_machine
 
-    info = keras_sb_machine()
-    try:
-        info["git_commit"] = subprocess.check_output(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, text=True
-        ).strip()
-        changed = subprocess.check_output(
-            ["git", "status", "--porcelain", "--untracked-files=no"],
-            cwd=ROOT, text=True,
-        ).strip()
-        if changed:  # Measured with changes not yet committed.
-            info["git_commit"] += "-dirty"
-    except (OSError, subprocess.CalledProcessError):
-        pass
-    return info
+    return keras_sb_machine()
 
 
 def write_result(name, result):

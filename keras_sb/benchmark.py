@@ -30,6 +30,7 @@ import json
 import math
 import os
 import platform
+import subprocess
 import sys
 import time
 
@@ -346,7 +347,8 @@ def plot(runs, summary, path):
 
 
 def machine():
-    """This machine and the software versions."""
+    """This machine, the software versions and, when keras-sb runs from a
+    git checkout, its commit (with "-dirty" if tracked files changed)."""
     info = {
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
@@ -373,7 +375,25 @@ def machine():
                                      if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
+    commit = _git_commit()
+    if commit:
+        info["git_commit"] = commit
     return info
+
+
+def _git_commit():
+    """The short commit of the checkout keras-sb runs from, or None."""
+    folder = os.path.dirname(os.path.abspath(__file__))
+    try:
+        commit = subprocess.check_output(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=folder, text=True,
+            stderr=subprocess.DEVNULL).strip()
+        changed = subprocess.check_output(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=folder, text=True, stderr=subprocess.DEVNULL).strip()
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return commit + "-dirty" if changed else commit
 
 
 def pipelines(train, test, config):

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 
 import keras
 import pytest
@@ -141,6 +142,10 @@ def test_bench_end_to_end_on_tiny_data(tmp_path):
             assert points[2]["backprops"] < 3 * 200
     assert saved["config"]["train_examples"] == 200
     assert saved["machine"]["keras_backend"] == keras.backend.backend()
+    if os.path.isdir(os.path.join(os.path.dirname(benchmark.__file__), "..",
+                                  ".git")):  # Run from a checkout, as in CI.
+        assert re.fullmatch(r"[0-9a-f]{7,}(-dirty)?",
+                            saved["machine"]["git_commit"])
     assert saved["command"].startswith("keras-sb bench --path")
 
 

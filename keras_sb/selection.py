@@ -11,6 +11,14 @@ Biggest Losers") for one batch of per-example losses `L`:
 2. `pct(L)` = fraction of the (updated) history strictly below `L`,
 3. `P = max(min_probability, pct(L) ** beta)`,
 4. select each example independently with probability `P`.
+
+Losses that are exactly equal to others in the history (ties) get the
+probability they would have if the ties were broken at random (see
+`biggest_losers_probability`); distinct losses follow the rule exactly.
+Ties are what a loss computed from clipped probabilities gives: Keras's
+cross-entropy on softmax outputs clips them to `[1e-7, 1 - 1e-7]` on the
+JAX backend (TensorFlow computes it from the logits), so every example the
+model gets confidently wrong has the same loss, 16.118.
 """
 
 import math
@@ -86,32 +94,93 @@ def percentile_rank(losses, history):
     ...                 keras.ops.array([0.0, 1.0, 2.0, float("nan")]))
     # [1/3, 3/3]
     """
-    losses = ops.cast(losses, "float32")
-    history = ops.cast(history, "float32")
+    return percentile_range(losses, history)[0]
+
+
+def percentile_range(losses, history):
+    """The ranks a loss can take among equal losses of the history.
+
+    For each loss: the fraction of the history strictly below it (its
+    `percentile_rank`), and that fraction plus the fraction of *other*
+    history entries equal to it. The loss itself is assumed to be in the
+    history (the rule appends a batch before scoring it), so one equal entry
+    is not counted. A loss that ties with nothing has `upper == lower`, and
+    so does a loss of 0 or less: a loss of exactly 0 (a sample or class
+    weight of 0, a perfect prediction) gives no gradient, so equal zeros
+    keep the strict rank, and the lowest of them is never selected without
+    a `min_probability`.
+
+    Args:
+        losses: float tensor of shape `(batch_size,)`.
+        history: float tensor of shape `(history_size,)`, NaN where empty.
+
+    Returns:
+        Tuple `(lower, upper)` of float32 tensors of shape `(batch_size,)`
+        with values in `[0, 1]`, `lower <= upper`.
+
+    Example:
+
+    >>> percentile_range(keras.ops.array([1.0, 2.0]),
+    ...                  keras.ops.array([0.0, 1.0, 1.0, 2.0]))
+    # lower [1/4, 3/4], upper [2/4, 3/4]
+    """
+    losses = ops.expand_dims(ops.cast(losses, "float32"), 1)
+    history = ops.expand_dims(ops.cast(history, "float32"), 0)
     count = ops.sum(ops.cast(ops.isfinite(history), "float32"))
-    below = ops.sum(
-        ops.cast(ops.expand_dims(history, 0) < ops.expand_dims(losses, 1),
-                 "float32"),
-        axis=1,
-    )
-    return ops.divide_no_nan(below, count)
+
+    def fraction(matches):
+        return ops.divide_no_nan(
+            ops.sum(ops.cast(matches, "float32"), axis=1), count)
+
+    lower = fraction(history < losses)
+    others_equal = ops.maximum(fraction(history == losses) - 1.0 / count, 0.0)
+    spread = ops.logical_and(count > 0, losses[:, 0] > 0)
+    return lower, lower + ops.where(spread, others_equal, 0.0)
 
 
-def biggest_losers_probability(percentile, beta, min_probability=0.0):
+def biggest_losers_probability(percentile, beta, min_probability=0.0,
+                               upper_percentile=None):
     """Selection probability of the paper: `max(min_probability, pct**beta)`.
+
+    With `upper_percentile` (from `percentile_range`), a loss tied with
+    others could take any rank from `percentile` to `upper_percentile`; its
+    probability is then the mean of `pct**beta` over that range, which is
+    the probability it has when the ties are broken at random. So a group
+    of equal high losses is selected as often as if the losses differed,
+    instead of almost never (every member of the group would otherwise
+    count only the losses below the group). Where the range is empty this
+    is exactly the paper's rule.
 
     Args:
         percentile: tensor of percentile ranks in `[0, 1]`.
         beta: selectivity, `>= 0`. Larger values select fewer examples.
         min_probability: floor of the probability, in `[0, 1]`.
+        upper_percentile: None, or a tensor like `percentile` with
+            `upper_percentile >= percentile`.
 
     Returns:
         Tensor of probabilities, same shape as `percentile`.
+
+    Example:
+
+    >>> biggest_losers_probability(keras.ops.array([0.5]), 2.0)
+    # [0.25]
+    >>> biggest_losers_probability(keras.ops.array([0.1]), 2.0,
+    ...                            upper_percentile=keras.ops.array([1.0]))
+    # [(1 - 0.1**3) / (3 * 0.9)] = [0.37]
     """
-    percentile = ops.cast(percentile, "float32")
-    return ops.maximum(
-        ops.cast(min_probability, "float32"), ops.power(percentile, beta)
-    )
+    low = ops.cast(percentile, "float32")
+    probability = ops.power(low, beta)
+    if upper_percentile is not None:
+        high = ops.cast(upper_percentile, "float32")
+        width = high - low
+        tied = width > 1e-6
+        # Mean of x**beta over [low, high]: the integral over the width.
+        mean = ops.divide(
+            ops.power(high, beta + 1.0) - ops.power(low, beta + 1.0),
+            (beta + 1.0) * ops.where(tied, width, 1.0))
+        probability = ops.where(tied, mean, probability)
+    return ops.maximum(ops.cast(min_probability, "float32"), probability)
 
 
 def bernoulli(probabilities, seed, stream=0, num_streams=1):

@@ -159,9 +159,9 @@ class BiggestLosers(SelectionStrategy):
         self.target_fraction = target_fraction
 
     def probabilities(self, losses, history):
-        percentile = selection.percentile_rank(losses, history)
+        lower, upper = selection.percentile_range(losses, history)
         return selection.biggest_losers_probability(
-            percentile, self.beta, self.min_probability
+            lower, self.beta, self.min_probability, upper_percentile=upper
         )
 
     def expected_fraction(self):

@@ -47,6 +47,31 @@ class TestLogs:
         assert history.history["accuracy"][0] == pytest.approx(accuracy)
         assert history.history["selected_fraction"][0] < 0.5
 
+    def test_confident_wrong_predictions_are_selected(self):
+        """A model that puts probability ~1e-13 on the true class of 90% of
+        the examples: on JAX their losses are all clipped to the same value.
+        They must still be selected as the rule selects high losses (1/3 of
+        all examples at beta=2, as on TensorFlow, which computes the loss
+        from the logits), not almost never (about 1% with the ties ranked
+        strictly below themselves)."""
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(1000, 8)).astype("float32")
+        y = np.where(rng.random(1000) < 0.1, 0,
+                     rng.integers(1, 10, 1000)).astype("int32")
+        inputs = keras.Input((8,))
+        dense = keras.layers.Dense(10, activation="softmax")
+        model = keras_sb.SelectiveBackpropModel(inputs, dense(inputs), beta=2.0,
+                                                start=0, seed=0)
+        bias = np.zeros(10, "float32")
+        bias[0] = 30.0  # Always class 0, with p(other class) ~ exp(-30).
+        dense.set_weights([0.3 * rng.normal(size=(8, 10)).astype("float32"),
+                           bias])
+        model.compile(keras.optimizers.SGD(0.0),
+                      "sparse_categorical_crossentropy")
+        history = model.fit(x, y, batch_size=100, epochs=2, verbose=0)
+        for fraction in history.history["selected_fraction"]:
+            assert 0.27 < fraction < 0.40
+
     def test_evaluate_and_predict_are_unchanged(self, digits):
         x, y, _, _ = digits
         keras.utils.set_random_seed(1)

@@ -88,6 +88,64 @@ class TestPercentileRank:
         assert numpy(ranks).tolist() == [0.0]
 
 
+class TestTiedLosses:
+    """Equal losses (Keras clips softmax probabilities to [1e-7, 1 - 1e-7]
+    on JAX, so confidently wrong examples all have loss 16.118) get the
+    probability of a random tie-break; distinct losses the exact rule."""
+
+    def test_range_counts_other_equal_losses(self):
+        history = ops.array([0.0, 1.0, 1.0, 1.0, 2.0, NAN])
+        lower, upper = (numpy(t) for t in selection.percentile_range(
+            ops.array([0.0, 1.0, 2.0]), history))
+        np.testing.assert_allclose(lower, [0.0, 0.2, 0.8])
+        np.testing.assert_allclose(upper, [0.0, 0.6, 0.8])
+
+    def test_zero_losses_keep_the_strict_rank(self):
+        """Zero losses (weight 0) give no gradient: never spread over ties."""
+        history = ops.array([0.0, 0.0, 0.0, 1.0])
+        lower, upper = selection.percentile_range(ops.array([0.0, 1.0]),
+                                                  history)
+        assert numpy(lower).tolist() == numpy(upper).tolist() == [0.0, 0.75]
+
+    def test_empty_history_gives_empty_range(self):
+        lower, upper = selection.percentile_range(ops.array([1.0]),
+                                                  ops.full((3,), NAN))
+        assert numpy(lower).tolist() == numpy(upper).tolist() == [0.0]
+
+    @pytest.mark.parametrize("beta,min_probability", [(1, 0), (2, 0), (3, 0),
+                                                      (2, 0.1)])
+    def test_ties_select_as_a_random_tie_break_would(self, beta,
+                                                     min_probability):
+        """A history of 100 distinct low losses, 800 tied at the clipped
+        maximum and 124 tied at the clipped minimum: each group's probability
+        is the mean over random orders within the group (Monte Carlo)."""
+        rng = np.random.default_rng(beta)
+        low, middle, high = 1e-7, rng.uniform(0.1, 5.0, 100), 16.118
+        history = np.concatenate([[low] * 124, middle, [high] * 800])
+        losses = ops.array(history.astype("float32"))
+        lower, upper = selection.percentile_range(losses, losses)
+        probability = numpy(selection.biggest_losers_probability(
+            lower, beta, min_probability, upper_percentile=upper))
+        # Reference: break the ties with tiny random offsets, apply the
+        # paper's rule to the distinct losses, average per group.
+        reference = np.zeros(len(history))
+        for _ in range(200):
+            jittered = history + rng.uniform(0, 1e-3, len(history)) * (
+                (history == low) | (history == high))
+            ranks = (jittered[None, :] < jittered[:, None]).mean(axis=1)
+            reference += np.maximum(min_probability, ranks ** beta) / 200
+        for group in (history == low, history == high):
+            assert probability[group].mean() == pytest.approx(
+                reference[group].mean(), abs=0.01)
+        distinct = ~((history == low) | (history == high))
+        np.testing.assert_allclose(probability[distinct], reference[distinct],
+                                   atol=1e-6)
+        # Over the whole history, as the rule promises for any losses.
+        assert probability.mean() == pytest.approx(
+            selection.expected_selected_fraction(beta, min_probability),
+            abs=0.01)
+
+
 class TestProbabilityRule:
     @pytest.mark.parametrize("beta", [0.0, 1.0, 2.0, 3.0, 0.5])
     @pytest.mark.parametrize("min_probability", [0.0, 0.2])

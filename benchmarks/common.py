@@ -6,6 +6,8 @@ import sys
 import tarfile
 import time
 
+from keras_sb.benchmark import machine
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
 
@@ -47,13 +49,6 @@ def small_cnn(keras, inputs_shape=(32, 32, 3), classes=10):
     x = layers.GlobalAveragePooling2D()(x)
     outputs = layers.Dense(classes, activation="softmax")(x)
     return inputs, outputs
-
-
-def machine():
-    """This machine, the software versions and the git commit."""
-    from keras_sb.benchmark import machine as keras_sb_machine
-
-    return keras_sb_machine()
 
 
 def write_result(name, result):

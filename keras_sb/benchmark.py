@@ -348,7 +348,9 @@ def plot(runs, summary, path):
 
 def machine():
     """This machine, the software versions and, when keras-sb runs from a
-    git checkout, its commit (with "-dirty" if tracked files changed)."""
+    git checkout, its commit (with "-dirty" if tracked files had changed)
+    when this module was imported: the code this process runs, even if the
+    checkout changes while a long benchmark runs."""
     info = {
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
@@ -375,9 +377,8 @@ def machine():
                                      if line.startswith("model name"))
     except (OSError, StopIteration):
         pass
-    commit = _git_commit()
-    if commit:
-        info["git_commit"] = commit
+    if _IMPORTED_COMMIT:
+        info["git_commit"] = _IMPORTED_COMMIT
     return info
 
 
@@ -394,6 +395,9 @@ def _git_commit():
     except (OSError, subprocess.CalledProcessError):
         return None
     return commit + "-dirty" if changed else commit
+
+
+_IMPORTED_COMMIT = _git_commit()
 
 
 def pipelines(train, test, config):

@@ -128,14 +128,13 @@ def percentile_range(losses, history):
     history = ops.expand_dims(ops.cast(history, "float32"), 0)
     count = ops.sum(ops.cast(ops.isfinite(history), "float32"))
 
-    def fraction(matches):
-        return ops.divide_no_nan(
-            ops.sum(ops.cast(matches, "float32"), axis=1), count)
+    def matches(compared):
+        return ops.sum(ops.cast(compared, "float32"), axis=1)
 
-    lower = fraction(history < losses)
-    others_equal = ops.maximum(fraction(history == losses) - 1.0 / count, 0.0)
-    spread = ops.logical_and(count > 0, losses[:, 0] > 0)
-    return lower, lower + ops.where(spread, others_equal, 0.0)
+    lower = ops.divide_no_nan(matches(history < losses), count)
+    others_equal = ops.divide_no_nan(
+        ops.maximum(matches(history == losses) - 1.0, 0.0), count)
+    return lower, lower + ops.where(losses[:, 0] > 0, others_equal, 0.0)
 
 
 def biggest_losers_probability(percentile, beta, min_probability=0.0,

@@ -77,12 +77,8 @@ def main():
     parser.add_argument("--output", default="batch_norm_recalibration")
     args = parser.parse_args()
 
-    compared = benchmark.methods(betas=(1, 2, 3), stalenesses=())
-    unknown = sorted(set(args.methods) - set(compared))
-    if unknown:
-        raise ValueError(f"Unknown methods {unknown}; the methods are "
-                         f"{list(compared)}. Received: --methods "
-                         f"{' '.join(args.methods)}")
+    compared = benchmark.choose_methods(
+        benchmark.methods(betas=(1, 2, 3), stalenesses=()), args.methods)
     train = datasets.load("cifar10", "train", args.path)
     test = datasets.load("cifar10", "test", args.path)
     config = {
@@ -96,8 +92,7 @@ def main():
     for seed in args.seeds:
         keras.utils.set_random_seed(seed)
         initial = benchmark._network(config).get_weights()
-        for name in args.methods:
-            options = compared[name]
+        for name, options in compared.items():
             keras.utils.set_random_seed(seed)
             model = benchmark.build_model(options, config, seed, initial)
             epochs = benchmark._epochs(config, options)

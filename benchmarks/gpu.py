@@ -160,10 +160,10 @@ def parse_args(argv=None):
     parser.add_argument("--output", default=os.path.join(
         "benchmarks", "results", "gpu.json"))
     args = parser.parse_args(argv)
-    known = benchmark.methods(betas=(2.0,))
-    unknown = sorted(set(args.methods) - set(known))
-    if unknown:
-        parser.error(f"unknown methods {unknown}; the methods are {list(known)}")
+    try:
+        benchmark.choose_methods(benchmark.methods(betas=(2.0,)), args.methods)
+    except ValueError as error:
+        parser.error(str(error))
     return args
 
 

@@ -106,6 +106,17 @@ def methods(betas=(1.0, 2.0, 3.0), reference_beta=2.0, stalenesses=(2, 3)):
     return compared
 
 
+def choose_methods(compared, names):
+    """The methods of `compared` (see `methods`) named in `names`, in that
+    order; a ValueError for a name that is not one of them."""
+    unknown = sorted(set(names) - set(compared))
+    if unknown:
+        raise ValueError(f"Unknown methods {unknown}; the methods are "
+                         f"{list(compared)}. Received: --methods "
+                         f"{' '.join(names)}")
+    return {name: compared[name] for name in names}
+
+
 def cosine_learning_rate(base, epochs):
     """Per-epoch cosine decay from `base` to 0 (for LearningRateScheduler)."""
     def schedule(epoch, learning_rate=None):
@@ -550,12 +561,7 @@ def main(argv=None):
     args = parse_args(argv)
     compared = methods(args.betas, args.reference_beta, args.stalenesses)
     if args.methods:
-        unknown = sorted(set(args.methods) - set(compared))
-        if unknown:
-            raise ValueError(f"Unknown methods {unknown}; the methods are "
-                             f"{list(compared)}. Received: --methods "
-                             f"{' '.join(args.methods)}")
-        compared = {name: compared[name] for name in args.methods}
+        compared = choose_methods(compared, args.methods)
     if "plain" not in compared and args.target is None:
         raise ValueError("Without the plain method, give --target.")
     if args.pipeline == "numpy":

@@ -153,7 +153,8 @@ class EpochTimer(keras.callbacks.Callback):
 
 class LearningCurve(keras.callbacks.Callback):
     """Records, per epoch: training seconds (validation excluded),
-    examples backpropagated and validation accuracy."""
+    examples backpropagated, validation accuracy, and the loss and accuracy
+    logged in training (None where not finite: stale epochs log NaN)."""
 
     def __init__(self, examples_per_epoch, progress=None):
         super().__init__()
@@ -188,9 +189,20 @@ class LearningCurve(keras.callbacks.Callback):
             "backprops": self._backprops,
             "test_accuracy": float(logs["val_accuracy"]),
             "selected_fraction": float(logs.get("selected_fraction", 1.0)),
+            "train_loss": _finite_or_none(logs.get("loss")),
+            "train_accuracy": _finite_or_none(logs.get("accuracy")),
         })
         if self.progress is not None:
             self.progress.add(1)
+
+
+def _finite_or_none(value):
+    """`value` as a float, or None when it is missing or not finite (stale
+    epochs log NaN metrics; JSON has no NaN)."""
+    if value is None:
+        return None
+    value = float(value)
+    return value if np.isfinite(value) else None
 
 
 def _network(config):

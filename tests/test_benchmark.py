@@ -131,6 +131,13 @@ def test_bench_end_to_end_on_tiny_data(tmp_path):
     for name, (points,) in saved["runs"].items():
         assert [p["epoch"] for p in points] == [1, 2, 3]
         assert points[0]["seconds"] < points[1]["seconds"] < points[2]["seconds"]
+        # Training loss and accuracy of every epoch, except the accuracy of a
+        # stale epoch (no forward pass over all its examples).
+        assert all(p["train_loss"] > 0 for p in points)
+        stale_epoch = name.startswith("sb-beta2-stale")
+        assert [p["train_accuracy"] is None for p in points] == [
+            False, False, stale_epoch]
+        assert all(0 <= p["train_accuracy"] <= 1 for p in points[:2])
         if name == "plain":
             assert points[2]["backprops"] == 3 * 200
         else:

@@ -88,10 +88,13 @@ def small_resnet(input_shape=(32, 32, 3), classes=10, widths=(16, 32, 64),
     return keras.Model(inputs, outputs, name="small_resnet")
 
 
-def methods(betas=(1.0, 2.0, 3.0), reference_beta=2.0, stalenesses=(2, 3)):
+def methods(betas=(1.0, 2.0, 3.0), reference_beta=2.0, stalenesses=(2, 3),
+            anneal_from=0.875):
     """The compared methods: name -> SelectiveBackpropModel options (None:
     plain keras.Model). A `staleness` option means training with
-    `StaleSelection(staleness)` on data with example ids."""
+    `StaleSelection(staleness)` on data with example ids. The `-anneal`
+    method selects until `anneal_from` of its epochs (`end=`), then trains
+    on every example, as InfoBatch anneals to the full data."""
     fraction = 1.0 / (reference_beta + 1.0)
     compared = {"plain": None}
     for beta in betas:
@@ -99,6 +102,8 @@ def methods(betas=(1.0, 2.0, 3.0), reference_beta=2.0, stalenesses=(2, 3)):
     for staleness in stalenesses:
         compared[f"sb-beta{reference_beta:g}-stale{staleness}"] = {
             "beta": float(reference_beta), "staleness": int(staleness)}
+    compared[f"sb-beta{reference_beta:g}-anneal"] = {
+        "beta": float(reference_beta), "end": float(anneal_from)}
     compared["uniform"] = {"strategy": strategies.UniformSubset(fraction)}
     compared["importance"] = {
         "strategy": strategies.LossProportional(fraction, reweight=True)
@@ -536,6 +541,10 @@ def parse_args(argv=None):
                              "examples are not augmented or batched; with "
                              "--pipeline numpy, the ArrayPipeline) or in the "
                              "train step")
+    parser.add_argument("--anneal-from", type=float, default=0.875,
+                        help="the sb-beta<reference beta>-anneal method "
+                             "trains on every example from this fraction of "
+                             "its epochs on")
     parser.add_argument("--reference-beta", type=float, default=2.0,
                         help="beta whose backprop fraction 1/(beta+1) the "
                              "uniform and importance baselines use")
@@ -571,7 +580,8 @@ def parse_args(argv=None):
 
 def main(argv=None):
     args = parse_args(argv)
-    compared = methods(args.betas, args.reference_beta, args.stalenesses)
+    compared = methods(args.betas, args.reference_beta, args.stalenesses,
+                       args.anneal_from)
     if args.methods:
         compared = choose_methods(compared, args.methods)
     if "plain" not in compared and args.target is None:
@@ -607,6 +617,7 @@ def main(argv=None):
         "target": args.target,
         "target_gap": args.target_gap,
         "stale_draws": args.stale_draws,
+        "anneal_from": args.anneal_from,
         "widths": args.widths,
         "blocks_per_stage": args.blocks,
         "batch_norm_momentum": args.batch_norm_momentum,

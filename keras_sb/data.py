@@ -496,7 +496,7 @@ def scale_images(images, labels):
 
 def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
                       seed=None, padding=4, example_ids=False,
-                      stale_model=None):
+                      stale_model=None, autotune=False):
     """Shuffled, augmented, batched and prefetched training data.
 
     Args:
@@ -514,6 +514,12 @@ def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
             stale epochs, examples are drawn after shuffling and before
             augmentation by `stale_filter(stale_model, seed)`, so skipped
             examples cost nothing. Implies `example_ids=True`.
+        autotune: whether tf.data tunes the parallelism and buffer sizes
+            while it runs (`tf.data.Options().autotune.enabled`). Off by
+            default: on a 2-core machine, autotuning stalled the first step
+            of about half of the epochs by about 3 s
+            (`benchmarks/pipeline_stall.py`). Without it, the parallel maps
+            use one call per CPU core.
 
     Returns:
         A `tf.data.Dataset` of `(float32 images in [0, 1], labels)` batches,
@@ -549,15 +555,17 @@ def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
     dataset = dataset.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE)
     if draws is not None:
         dataset = dataset.apply(draws.pad_batches(batch_size))
-    return _scale_and_prefetch(dataset, wrap)
+    return _scale_and_prefetch(dataset, autotune, wrap)
 
 
-def evaluation_pipeline(dataset, batch_size):
+def evaluation_pipeline(dataset, batch_size, autotune=False):
     """Batched, scaled and prefetched evaluation data (no augmentation).
 
     Args:
         dataset: unbatched `tf.data.Dataset` of `(uint8 image, label)`.
         batch_size: examples per batch, `>= 1`.
+        autotune: whether tf.data tunes its parallelism and buffer sizes
+            while it runs (see `training_pipeline`).
 
     Returns:
         A `tf.data.Dataset` of `(float32 images in [0, 1], labels)` batches.
@@ -566,14 +574,18 @@ def evaluation_pipeline(dataset, batch_size):
 
     _check_batch_size(batch_size)
     return _scale_and_prefetch(
-        dataset.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE))
+        dataset.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE),
+        autotune)
 
 
-def _scale_and_prefetch(batches, wrap=lambda fn: fn):
+def _scale_and_prefetch(batches, autotune, wrap=lambda fn: fn):
     tf = require_tensorflow("keras_sb.data pipelines")
 
+    options = tf.data.Options()
+    options.autotune.enabled = bool(autotune)
     return (batches.map(wrap(scale_images), num_parallel_calls=tf.data.AUTOTUNE)
-            .prefetch(tf.data.AUTOTUNE))
+            .prefetch(tf.data.AUTOTUNE)
+            .with_options(options))
 
 
 def _check_batch_size(batch_size):

@@ -162,6 +162,15 @@ class TestPipeline:
         np.testing.assert_allclose(x.numpy(), images / 255.0, rtol=1e-6)
         assert y.numpy().tolist() == list(range(10))
 
+    def test_autotuning_is_off_unless_asked_for(self):
+        # Autotuning stalled the first step of about half of the epochs on
+        # 2 cores (benchmarks/pipeline_stall.py).
+        dataset = tf.data.Dataset.from_tensor_slices((np.zeros((4, 2, 2, 3)),
+                                                      np.zeros(4)))
+        for make in (data.training_pipeline, data.evaluation_pipeline):
+            assert make(dataset, 2).options().autotune.enabled is False
+            assert make(dataset, 2, autotune=True).options().autotune.enabled
+
     @pytest.mark.parametrize("batch_size", [0, -1, 2.5, None, True])
     def test_bad_batch_size(self, batch_size):
         dataset = tf.data.Dataset.from_tensor_slices((np.zeros((4, 2, 2, 3)),

@@ -1,0 +1,126 @@
+"""Does tf.data autotuning stall the first step of an epoch?
+
+In the CIFAR-10 time-to-accuracy runs on this project's 2-core machine,
+Selective-Backprop epochs of the same work took either about 8 s or about
+16 s, with nothing in between. Timing each step showed the slow epochs
+waiting about 3 s for their first batch. This script measures it: two
+identical `SelectiveBackpropModel`s (a ResNet, beta=2, selection from the
+first batch) train on the same CIFAR-10 images through
+`keras_sb.data.training_pipeline`, one with tf.data's autotuning on
+(`autotune=True`, tf.data's default) and one with it off (keras-sb's
+default). Epochs alternate between the two, and each epoch is a new
+iterator, as in `fit`. Per epoch it records the seconds and the wait for the
+first batch.
+
+Run: `python benchmarks/pipeline_stall.py` (about 5 minutes on this
+project's CPU machine). Writes benchmarks/results/pipeline_stall.json.
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+import keras  # noqa: E402
+
+import keras_sb  # noqa: E402
+from common import cifar10_folder  # noqa: E402
+from common import write_result  # noqa: E402
+
+
+class StepTimes(keras.callbacks.Callback):
+    """Seconds of the epoch and of its first step (the wait for the first
+    batch included)."""
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start = time.perf_counter()
+        self.first_step = None
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.first_step is None:
+            self.first_step = time.perf_counter() - self.start
+
+    def on_epoch_end(self, epoch, logs=None):
+        keras_sb.benchmark.wait_for_device(self.model)
+        self.epoch = time.perf_counter() - self.start
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--train-size", type=int, default=10_000)
+    parser.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--output", default="pipeline_stall")
+    args = parser.parse_args()
+
+    train = keras_sb.datasets.load("cifar10", "train", path=cifar10_folder(),
+                                   limit=args.train_size)
+    examples = sum(1 for _ in train)  # Also fills the decoding cache.
+    network = keras_sb.benchmark.small_resnet(widths=args.widths)
+    weights = network.get_weights()
+
+    def model():
+        keras.utils.set_random_seed(0)
+        built = keras_sb.SelectiveBackpropModel.from_model(
+            keras.models.clone_model(network), beta=2.0, start=0, seed=0)
+        built.set_weights(weights)
+        built.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
+                      loss="sparse_categorical_crossentropy",
+                      metrics=["accuracy"], jit_compile=False)
+        return built
+
+    settings = {"autotune on": True, "autotune off": False}
+    models = {name: model() for name in settings}
+    pipelines = {
+        name: keras_sb.data.training_pipeline(train, args.batch_size, seed=0,
+                                              autotune=autotune)
+        for name, autotune in settings.items()}
+    epochs = {name: [] for name in settings}
+    first_steps = {name: [] for name in settings}
+    for epoch in range(args.epochs + 1):  # Epoch 0 traces the steps.
+        for name in settings:
+            times = StepTimes()
+            models[name].fit(pipelines[name], epochs=epoch + 1,
+                             initial_epoch=epoch, verbose=0, callbacks=[times])
+            if epoch:
+                epochs[name].append(times.epoch)
+                first_steps[name].append(times.first_step)
+        if epoch:
+            print(f"epoch {epoch}: " + ", ".join(
+                f"{name} {epochs[name][-1]:.2f} s (first step "
+                f"{first_steps[name][-1]:.2f} s)" for name in settings))
+
+    rows = {}
+    for name in settings:
+        rows[name] = {
+            "epoch_seconds_median": statistics.median(epochs[name]),
+            "epoch_seconds_mean": statistics.mean(epochs[name]),
+            "first_step_seconds_median": statistics.median(first_steps[name]),
+            "epochs_with_first_step_over_1s": sum(
+                t > 1.0 for t in first_steps[name]),
+            "epoch_seconds": epochs[name],
+            "first_step_seconds": first_steps[name],
+        }
+        print(f"{name}: epoch median {rows[name]['epoch_seconds_median']:.2f} "
+              f"s, mean {rows[name]['epoch_seconds_mean']:.2f} s; "
+              f"{rows[name]['epochs_with_first_step_over_1s']} of "
+              f"{args.epochs} epochs waited over 1 s for their first batch")
+    path = write_result(args.output, {
+        "description": "SelectiveBackpropModel (beta=2, start=0) epochs on "
+                       "keras_sb.data.training_pipeline with tf.data "
+                       "autotuning on and off, epochs alternating; the "
+                       "first epoch (tracing) is left out.",
+        "examples": examples,
+        "model": f"small_resnet widths {args.widths}",
+        "batch_size": args.batch_size,
+        "epochs": args.epochs,
+        "settings": rows,
+    })
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    main()

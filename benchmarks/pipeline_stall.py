@@ -64,9 +64,10 @@ def main():
 
     def model():
         keras.utils.set_random_seed(0)
+        copy = keras.models.clone_model(network)
+        copy.set_weights(weights)
         built = keras_sb.SelectiveBackpropModel.from_model(
-            keras.models.clone_model(network), beta=2.0, start=0, seed=0)
-        built.set_weights(weights)
+            copy, beta=2.0, start=0, seed=0)
         built.compile(optimizer=keras.optimizers.SGD(0.05, momentum=0.9),
                       loss="sparse_categorical_crossentropy",
                       metrics=["accuracy"], jit_compile=False)

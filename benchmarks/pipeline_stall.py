@@ -8,9 +8,10 @@ identical `SelectiveBackpropModel`s (a ResNet, beta=2, selection from the
 first batch) train on the same CIFAR-10 images through
 `keras_sb.data.training_pipeline`, one with tf.data's autotuning on
 (`autotune=True`, tf.data's default) and one with it off (keras-sb's
-default). Epochs alternate between the two, and each epoch is a new
-iterator, as in `fit`. Per epoch it records the seconds and the wait for the
-first batch.
+default), each in one `fit` call, one after the other. Per epoch it records
+the seconds and the wait for the first batch. (An earlier version alternated
+the two settings epoch by epoch, one `fit` call per epoch; then neither
+stalled.)
 
 Run: `python benchmarks/pipeline_stall.py` (about 5 minutes on this
 project's CPU machine). Writes benchmarks/results/pipeline_stall.json.
@@ -31,8 +32,13 @@ from common import write_result  # noqa: E402
 
 
 class StepTimes(keras.callbacks.Callback):
-    """Seconds of the epoch and of its first step (the wait for the first
-    batch included)."""
+    """Per epoch: its seconds and those of its first step (the wait for the
+    first batch included)."""
+
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+        self.first_steps = []
 
     def on_epoch_begin(self, epoch, logs=None):
         self.start = time.perf_counter()
@@ -44,7 +50,8 @@ class StepTimes(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         keras_sb.benchmark.wait_for_device(self.model)
-        self.epoch = time.perf_counter() - self.start
+        self.epochs.append(time.perf_counter() - self.start)
+        self.first_steps.append(self.first_step)
 
 
 def main():
@@ -74,25 +81,18 @@ def main():
         return built
 
     settings = {"autotune on": True, "autotune off": False}
-    models = {name: model() for name in settings}
-    pipelines = {
-        name: keras_sb.data.training_pipeline(train, args.batch_size, seed=0,
-                                              autotune=autotune)
-        for name, autotune in settings.items()}
-    epochs = {name: [] for name in settings}
-    first_steps = {name: [] for name in settings}
-    for epoch in range(args.epochs + 1):  # Epoch 0 traces the steps.
-        for name in settings:
-            times = StepTimes()
-            models[name].fit(pipelines[name], epochs=epoch + 1,
-                             initial_epoch=epoch, verbose=0, callbacks=[times])
-            if epoch:
-                epochs[name].append(times.epoch)
-                first_steps[name].append(times.first_step)
-        if epoch:
-            print(f"epoch {epoch}: " + ", ".join(
-                f"{name} {epochs[name][-1]:.2f} s (first step "
-                f"{first_steps[name][-1]:.2f} s)" for name in settings))
+    epochs = {}
+    first_steps = {}
+    for name, autotune in settings.items():
+        times = StepTimes()
+        model().fit(keras_sb.data.training_pipeline(
+                        train, args.batch_size, seed=0, autotune=autotune),
+                    epochs=args.epochs + 1, verbose=0, callbacks=[times])
+        epochs[name] = times.epochs[1:]  # Epoch 0 traces the steps.
+        first_steps[name] = times.first_steps[1:]
+        print(f"{name}: epochs " + ", ".join(
+            f"{t:.2f}" for t in epochs[name]) + " s; first steps " + ", ".join(
+            f"{t:.2f}" for t in first_steps[name]) + " s")
 
     rows = {}
     for name in settings:
@@ -112,8 +112,8 @@ def main():
     path = write_result(args.output, {
         "description": "SelectiveBackpropModel (beta=2, start=0) epochs on "
                        "keras_sb.data.training_pipeline with tf.data "
-                       "autotuning on and off, epochs alternating; the "
-                       "first epoch (tracing) is left out.",
+                       "autotuning on and off, one fit call each, one after "
+                       "the other; the first epoch (tracing) is left out.",
         "examples": examples,
         "model": f"small_resnet widths {args.widths}",
         "batch_size": args.batch_size,

@@ -516,8 +516,8 @@ def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
             examples cost nothing. Implies `example_ids=True`.
         autotune: whether tf.data tunes the parallelism and buffer sizes
             while it runs (`tf.data.Options().autotune.enabled`). Off by
-            default: on a 2-core machine, autotuning stalled the first step
-            of about half of the epochs by about 3 s
+            default: on a 2-core machine, autotuning delayed the first batch
+            of 8 of 12 epochs by 2.5-3.3 s
             (`benchmarks/pipeline_stall.py`). Without it, the parallel maps
             use one call per CPU core.
 

@@ -163,8 +163,8 @@ class TestPipeline:
         assert y.numpy().tolist() == list(range(10))
 
     def test_autotuning_is_off_unless_asked_for(self):
-        # Autotuning stalled the first step of about half of the epochs on
-        # 2 cores (benchmarks/pipeline_stall.py).
+        # Autotuning delayed the first batch of 8 of 12 epochs on 2 cores
+        # (benchmarks/pipeline_stall.py).
         dataset = tf.data.Dataset.from_tensor_slices((np.zeros((4, 2, 2, 3)),
                                                       np.zeros(4)))
         for make in (data.training_pipeline, data.evaluation_pipeline):

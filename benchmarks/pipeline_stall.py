@@ -31,27 +31,23 @@ from common import cifar10_folder  # noqa: E402
 from common import write_result  # noqa: E402
 
 
-class StepTimes(keras.callbacks.Callback):
-    """Per epoch: its seconds and those of its first step (the wait for the
-    first batch included)."""
+class StepTimes(keras_sb.benchmark.EpochTimer):
+    """`EpochTimer` (seconds of each epoch, in `times`) that also records
+    the seconds of each epoch's first step, the wait for the first batch
+    included, in `first_steps`."""
 
     def __init__(self):
         super().__init__()
-        self.epochs = []
         self.first_steps = []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.start = time.perf_counter()
-        self.first_step = None
+        super().on_epoch_begin(epoch, logs)
+        self._first_step_seen = False
 
     def on_train_batch_end(self, batch, logs=None):
-        if self.first_step is None:
-            self.first_step = time.perf_counter() - self.start
-
-    def on_epoch_end(self, epoch, logs=None):
-        keras_sb.benchmark.wait_for_device(self.model)
-        self.epochs.append(time.perf_counter() - self.start)
-        self.first_steps.append(self.first_step)
+        if not self._first_step_seen:
+            self._first_step_seen = True
+            self.first_steps.append(time.perf_counter() - self._start)
 
 
 def main():
@@ -88,7 +84,7 @@ def main():
         model().fit(keras_sb.data.training_pipeline(
                         train, args.batch_size, seed=0, autotune=autotune),
                     epochs=args.epochs + 1, verbose=0, callbacks=[times])
-        epochs[name] = times.epochs[1:]  # Epoch 0 traces the steps.
+        epochs[name] = times.times[1:]  # Epoch 0 traces the steps.
         first_steps[name] = times.first_steps[1:]
         print(f"{name}: epochs " + ", ".join(
             f"{t:.2f}" for t in epochs[name]) + " s; first steps " + ", ".join(

@@ -450,17 +450,20 @@ def training_batches(train, config, example_ids=False, stale_model=None):
 
     Args:
         train: unbatched `tf.data.Dataset` or `(images, labels)` arrays.
-        config: dict with `batch_size` and `seeds`.
+        config: dict with `batch_size` and `seeds` (and `augment`, default
+            True).
         example_ids: whether batches carry example ids (stale selection).
         stale_model: the model whose stale epochs are drawn in the pipeline
             (`data.stale_filter`); None: the train step draws.
     """
+    augment = config.get("augment", True)
     if isinstance(train, tuple):
         return data_utils.ArrayPipeline(
-            *train, config["batch_size"], seed=config["seeds"][0],
-            example_ids=example_ids, stale_model=stale_model)
+            *train, config["batch_size"], augment=augment,
+            seed=config["seeds"][0], example_ids=example_ids,
+            stale_model=stale_model)
     return data_utils.training_pipeline(
-        train, config["batch_size"], seed=config["seeds"][0],
+        train, config["batch_size"], augment=augment, seed=config["seeds"][0],
         example_ids=example_ids, stale_model=stale_model)
 
 
@@ -522,6 +525,9 @@ def parse_args(argv=None):
                         help="run only these methods (e.g. plain sb-beta2 "
                              "uniform); without plain, give --target")
     parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--no-augment", dest="augment", action="store_false",
+                        help="train without the random crop and flip (a "
+                             "network that can fit its training set)")
     parser.add_argument("--learning-rate", type=float, default=0.1)
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64],
                         help="channels per ResNet stage (ResNet-18 class: "
@@ -623,7 +629,9 @@ def main(argv=None):
         "batch_norm_momentum": args.batch_norm_momentum,
         "model": f"small_resnet (widths {args.widths}, {args.blocks} "
                  "basic block(s) per stage)",
-        "augmentation": "random crop (4 px padding) + horizontal flip",
+        "augment": args.augment,
+        "augmentation": ("random crop (4 px padding) + horizontal flip"
+                         if args.augment else "none"),
         "pipeline": args.pipeline,
         "dtype_policy": "mixed_bfloat16" if args.mixed_precision else "float32",
         "optimizer": "SGD nesterov momentum 0.9, weight decay 5e-4, "

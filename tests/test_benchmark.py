@@ -5,6 +5,7 @@ import os
 import re
 
 import keras
+import numpy as np
 import pytest
 from test_datasets import write_image_folder
 
@@ -112,6 +113,29 @@ BENCH_METHODS = {
     "tensorflow": ["plain", "sb-beta2", "sb-beta2-stale2", "uniform", "importance"],
     "jax": ["plain", "sb-beta2", "sb-beta2-stale2"],
 }[keras.backend.backend()]
+
+
+@pytest.mark.parametrize("flags, augmented", [([], True), (["--no-augment"], False)])
+def test_no_augment_trains_on_the_images_as_they_are(flags, augmented):
+    """`--no-augment` reaches the training batches: each batch holds the
+    stored images, scaled, and none cropped or flipped."""
+    rng = np.random.default_rng(0)
+    images = rng.integers(0, 256, (64, 8, 8, 3), dtype="uint8")
+    labels = np.arange(64) % 10
+    args = benchmark.parse_args(["--seeds", "3", "--batch-size", "16", *flags])
+    config = {"batch_size": args.batch_size, "seeds": args.seeds,
+              "augment": args.augment}
+    batches = benchmark.training_batches((images, labels), config)
+    stored = {image.tobytes() for image in images}
+    seen = [np.round(image * 255).astype("uint8").tobytes()
+            for index in range(len(batches))
+            for image in np.asarray(batches[index][0])]
+    assert len(seen) == 64
+    unchanged = sum(image in stored for image in seen)
+    if augmented:  # At most the few left as they were by the crop and flip.
+        assert unchanged < 32
+    else:
+        assert unchanged == 64
 
 
 def test_bench_end_to_end_on_tiny_data(tmp_path):

@@ -343,6 +343,71 @@ def _compare_at_final(reference, runs, target_gap):
     }
 
 
+# Settings added to `main`'s configuration over time, with the value that
+# results written before them ran with.
+_SETTINGS_ADDED_LATER = {"augment": True}
+
+
+def merge_results(results):
+    """Merges benchmark results of the same settings and different seeds.
+
+    Seeds run in separate processes (to fit a time limit, or to add seeds to
+    an earlier run) are summarized together, as one run with all the seeds
+    would be: same target rule, same statistics.
+
+    Args:
+        results: list of result dicts as `main` writes them (JSON-loaded),
+            whose configurations differ only in `seeds`, with the same
+            methods.
+
+    Returns:
+        A result dict with every seed's runs and a new summary; `merged_from`
+        holds each input's command, date and machine.
+
+    Example:
+
+    ```python
+    merged = merge_results([json.load(open(a)), json.load(open(b))])
+    print(format_summary(merged["summary"]))
+    ```
+    """
+    if len(results) < 2:
+        raise ValueError(
+            f"Merging needs at least 2 results. Received: {len(results)}.")
+
+    def settings(result):
+        # Results written before a setting existed ran with its default.
+        config = dict(_SETTINGS_ADDED_LATER, **result["config"])
+        return {k: v for k, v in config.items() if k != "seeds"}
+
+    first = results[0]
+    for index, result in enumerate(results[1:], 1):
+        if settings(result) != settings(first):
+            differing = sorted(
+                key for key in set(settings(result)) | set(settings(first))
+                if settings(result).get(key) != settings(first).get(key))
+            raise ValueError(
+                "Results to merge must differ only in their seeds. Received: "
+                f"result {index} differs from result 0 in {differing}.")
+        if list(result["runs"]) != list(first["runs"]):
+            raise ValueError(
+                "Results to merge must have the same methods. Received: "
+                f"{list(first['runs'])} and {list(result['runs'])}.")
+    seeds = [seed for result in results for seed in result["config"]["seeds"]]
+    if len(set(seeds)) != len(seeds):
+        raise ValueError(f"Results to merge repeat a seed. Received: seeds={seeds}.")
+    runs = {name: [points for result in results for points in result["runs"][name]]
+            for name in first["runs"]}
+    config = dict(first["config"], seeds=seeds)
+    return {
+        "merged_from": [{key: result.get(key) for key in ("command", "date", "machine")}
+                        for result in results],
+        "config": config,
+        "summary": summarize(runs, config["target_gap"], config.get("target")),
+        "runs": runs,
+    }
+
+
 def plot(runs, summary, path):
     """Test accuracy vs training time and vs backprops, one line per run."""
     import matplotlib

@@ -48,6 +48,55 @@ def test_time_to_target_and_speedups():
     assert "| fast | 2/2 |" in benchmark.format_summary(summary)
 
 
+def fake_result(seeds, plain_finals, stale_finals, **config):
+    """A result as `keras-sb bench` writes it: plain and a stale method."""
+    return {
+        "command": "keras-sb bench", "date": "today", "machine": {},
+        "config": {"seeds": seeds, "target_gap": 0.005, "target": None,
+                   "epochs": 3, **config},
+        "runs": {"plain": [curve([10, 20, 30], [0.5, 0.6, a], 100)
+                           for a in plain_finals],
+                 "sb-beta2": [curve([5, 10, 15], [0.5, 0.6, a], 30)
+                              for a in stale_finals],
+                 "sb-beta2-stale3": [curve([4, 8, 12], [0.5, 0.6, a], 20)
+                                     for a in stale_finals]},
+    }
+
+
+def test_merged_seeds_are_summarized_as_one_run():
+    first = fake_result([0, 1], [0.80, 0.82], [0.79, 0.70])
+    second = fake_result([2], [0.90], [0.86])
+    merged = benchmark.merge_results([first, second])
+    assert merged["config"]["seeds"] == [0, 1, 2]
+    assert [len(per_seed) for per_seed in merged["runs"].values()] == [3, 3, 3]
+    # The target is the mean over all three seeds: (0.80 + 0.82 + 0.90) / 3.
+    assert merged["summary"]["target_accuracy"] == pytest.approx(0.835)
+    plain = merged["summary"]["methods"]["plain"]
+    assert plain["seconds_to_target"] == [None, None, 30]
+    assert merged["summary"]["methods"]["sb-beta2"]["speedup_vs_plain"] == [
+        None, None, 2.0]
+    assert merged["summary"]["methods"]["sb-beta2-stale3"]["vs_non_stale"][
+        "speedup"] == [1.25, None, 1.25]
+    assert [m["command"] for m in merged["merged_from"]] == ["keras-sb bench"] * 2
+    # A result written before `--no-augment` existed was augmented.
+    older = fake_result([3], [0.8], [0.8])
+    assert "augment" not in older["config"]
+    assert benchmark.merge_results([fake_result([4], [0.8], [0.8], augment=True),
+                                    older])["config"]["seeds"] == [4, 3]
+    with pytest.raises(ValueError, match="augment"):
+        benchmark.merge_results([fake_result([4], [0.8], [0.8], augment=False),
+                                 older])
+
+
+@pytest.mark.parametrize("second, match", [
+    (fake_result([2], [0.9], [0.8], epochs=4), r"differs .* in \['epochs'\]"),
+    (fake_result([1], [0.9], [0.8]), r"repeat a seed. Received: seeds=\[0, 1, 1\]"),
+])
+def test_merging_different_settings_is_refused(second, match):
+    with pytest.raises(ValueError, match=match):
+        benchmark.merge_results([fake_result([0, 1], [0.8, 0.8], [0.7, 0.7]), second])
+
+
 def test_summary_without_plain():
     runs = {"fast": [curve([5, 10], [0.6, 0.8], 30)]}
     summary = benchmark.summarize(runs, target=0.7)

@@ -311,7 +311,7 @@ def summarize(runs, target_gap=0.005, target=None):
             "backprops_to_target": [r[1] if r else None for r in reached],
             "speedup_vs_plain": speedups,
             "speedup_vs_plain_mean": float(np.mean(valid)) if valid else None,
-            "reached_target": f"{len(valid)}/{len(per_seed)}",
+            "reached_target": f"{sum(r is not None for r in reached)}/{len(per_seed)}",
             "final_accuracy": finals,
             "final_accuracy_mean": float(np.mean(finals)),
             "total_seconds": [points[-1]["seconds"] for points in per_seed],

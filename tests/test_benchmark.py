@@ -39,6 +39,8 @@ def test_time_to_target_and_speedups():
     assert fast["backprops_to_target"] == [90, None]
     # Seed 0: plain never reached it, so no speedup; seed 1: fast did not.
     assert fast["speedup_vs_plain"] == [None, None]
+    # Reached in seed 0, speedup or not.
+    assert fast["reached_target"] == "1/2"
     assert summary["methods"]["never"]["reached_target"] == "0/2"
 
     summary = benchmark.summarize(runs, target=0.7)
@@ -102,6 +104,7 @@ def test_summary_without_plain():
     summary = benchmark.summarize(runs, target=0.7)
     assert summary["methods"]["fast"]["seconds_to_target"] == [10]
     assert summary["methods"]["fast"]["speedup_vs_plain"] == [None]
+    assert summary["methods"]["fast"]["reached_target"] == "1/1"
 
 
 def test_stale_methods_are_compared_with_selection_at_the_same_beta():

@@ -14,9 +14,8 @@ import json
 import os
 import sys
 
+from common import RESULTS
 from keras_sb import benchmark
-
-RESULTS = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
 def main(argv=None):

@@ -381,11 +381,12 @@ def merge_results(results):
         return {k: v for k, v in config.items() if k != "seeds"}
 
     first = results[0]
+    reference = settings(first)
     for index, result in enumerate(results[1:], 1):
-        if settings(result) != settings(first):
-            differing = sorted(
-                key for key in set(settings(result)) | set(settings(first))
-                if settings(result).get(key) != settings(first).get(key))
+        mine = settings(result)
+        if mine != reference:
+            differing = sorted(key for key in set(mine) | set(reference)
+                               if mine.get(key) != reference.get(key))
             raise ValueError(
                 "Results to merge must differ only in their seeds. Received: "
                 f"result {index} differs from result 0 in {differing}.")

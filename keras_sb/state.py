@@ -50,9 +50,15 @@ _SCORE_COLUMNS = (
 def example_signature(leaf):
     """`(per-example shape, dtype)` of a batched tensor, array or TensorSpec.
 
+    A NumPy array gets the dtype the backend converts it to, the one the
+    compiled step sees (JAX without 64-bit mode makes NumPy's default int64
+    int32, and float64 float32).
+
     Raises:
         ValueError: if a per-example dimension is unknown.
     """
+    if isinstance(leaf, np.ndarray):
+        leaf = keras.ops.convert_to_tensor(leaf[:0])
     shape = tuple(leaf.shape)[1:]
     dtype = keras.backend.standardize_dtype(leaf.dtype)
     if any(dim is None for dim in shape):

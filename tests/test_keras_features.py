@@ -138,6 +138,24 @@ class TestData:
         assert model.backprop_batch_size == 40
         assert model.selection_state.counters()["backprops"] % 40 == 0
 
+    @pytest.mark.parametrize("source", ["arrays", "tf.data"])
+    def test_numpy_default_dtypes(self, digits, source):
+        """NumPy's default int64 labels and float64 inputs and sample weights
+        train as in plain Keras. On JAX (no 64-bit mode) the compiled step
+        sees them as int32 and float32, and the queue must hold what it
+        sees."""
+        x, y, _, _ = digits
+        x, y, weights = x.astype("float64"), y.astype("int64"), np.ones(len(x))
+        model = compile_model(selective(beta=1.0))
+        if source == "arrays":
+            model.fit(x, y, sample_weight=weights, batch_size=64, epochs=2,
+                      verbose=0)
+        else:
+            model.fit(tf.data.Dataset.from_tensor_slices((x, y, weights)).batch(64),
+                      epochs=2, verbose=0)
+        backprops = model.selection_state.counters()["backprops"]
+        assert backprops >= 0.4 * len(x)
+
     def test_class_weight_zero_is_never_trained(self, digits):
         """Per-example losses include class weights: a class of weight 0 has
         the lowest loss and is never selected."""

@@ -424,6 +424,29 @@ def _first_leaf(structure):
     return leaves[0] if leaves else None
 
 
+def peek_generator(generator):
+    """The batch size of a Python generator's first batch, without losing it.
+
+    Args:
+        generator: a Python generator of batches, as `fit` takes.
+
+    Returns:
+        Tuple `(batch_size, batches)`: the first batch's size (None for an
+        empty generator) and a generator of all the batches, the first one
+        included, to use instead of `generator`.
+    """
+    first = next(generator, None)
+    if first is None:
+        return None, generator
+
+    def batches():
+        yield first
+        yield from generator
+
+    leaf = _first_leaf(first)
+    return (None if leaf is None else int(leaf.shape[0])), batches()
+
+
 def batch_size_of(x, batch_size=None):
     """The batch size `fit` will train with, as far as it can be known.
 
@@ -435,7 +458,7 @@ def batch_size_of(x, batch_size=None):
 
     Returns:
         An int, or None if the batch size cannot be known before training
-        (for example a Python generator).
+        (for example a Python generator: see `peek_generator`).
     """
     if batch_size is not None:
         return int(batch_size)

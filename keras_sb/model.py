@@ -10,6 +10,7 @@ XLA, mixed precision and saving keep working as in plain Keras.
 """
 
 import functools
+import types
 import warnings
 import weakref
 
@@ -326,7 +327,11 @@ class SelectiveBackpropModel(keras.Model):
         validation_batch_size=None,
         validation_freq=1,
     ):
-        self._scoring_batch_size = data_utils.batch_size_of(x, batch_size)
+        if isinstance(x, types.GeneratorType) and batch_size is None:
+            # Its first batch tells the batch size; Keras reads it again.
+            self._scoring_batch_size, x = data_utils.peek_generator(x)
+        else:
+            self._scoring_batch_size = data_utils.batch_size_of(x, batch_size)
         if self.backprop_batch_size is None:
             self._fit_batch_size = self._scoring_batch_size
         window = SelectionWindow(self._start, self._end)

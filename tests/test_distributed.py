@@ -241,13 +241,14 @@ class TestMirroredStrategy:
                 > model.selection_state.counters()["backprops"])
 
     def test_examples_without_room_are_counted_and_reported(self, digits):
-        """A generator's batch size is unknown until training, so the
-        compiled step plans for batches no larger than a backward batch.
-        Larger batches whose selected examples do not fit are counted in
-        `dropped_examples` and reported, never lost silently."""
+        """The compiled step plans for batches the size of the first one (a
+        backward batch here). Later, larger batches whose selected examples
+        do not fit are counted in `dropped_examples` and reported, never
+        lost silently."""
         x, y, _, _ = digits
 
         def batches():
+            yield x[:16], y[:16]
             while True:
                 for start in range(0, 640, 64):
                     yield x[start:start + 64], y[start:start + 64]
@@ -260,7 +261,7 @@ class TestMirroredStrategy:
         counters = model.selection_state.counters()
         queued = sum(int(size) for size in replica_values(
             model.selection_state.queue_size))
-        assert counters["selected_total"] == 640  # beta 0: every example
+        assert counters["selected_total"] == 16 + 576  # beta 0: every example
         assert counters["dropped_examples"] > 0
         assert counters["selected_total"] == (
             counters["backprops"] + queued + counters["dropped_examples"])

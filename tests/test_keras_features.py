@@ -138,6 +138,21 @@ class TestData:
         assert model.backprop_batch_size == 40
         assert model.selection_state.counters()["backprops"] % 40 == 0
 
+    def test_python_generator_batch_size_is_the_default_backprop_batch(self, digits):
+        """A generator's first batch tells the batch size (TensorFlow's
+        dataset of a generator does not know it) and is still trained on."""
+        x, y, _, _ = digits
+
+        def batches():
+            for start in range(0, 320, 32):
+                yield x[start:start + 32], y[start:start + 32]
+
+        model = compile_model(selective(beta=1.0))
+        model.fit(batches(), epochs=1, verbose=0)
+        assert model.backprop_batch_size == 32
+        counters = model.selection_state.counters()
+        assert (counters["scored_batches"], counters["epoch_scored"]) == (10, 320)
+
     @pytest.mark.parametrize("source", ["arrays", "tf.data"])
     def test_numpy_default_dtypes(self, digits, source):
         """NumPy's default int64 labels and float64 inputs and sample weights

@@ -153,6 +153,26 @@ class TestData:
         counters = model.selection_state.counters()
         assert (counters["scored_batches"], counters["epoch_scored"]) == (10, 320)
 
+    def test_data_of_unknown_length_trains_as_the_same_data_of_known_length(
+            self, digits):
+        """Keras reads data of unknown length until a call of the train
+        function finds its end. TensorFlow may start a called function before
+        its inputs exist; that last call must not count a scored batch or
+        advance the random draws."""
+        x, y, _, _ = digits
+        known = tf.data.Dataset.from_tensor_slices((x[:320], y[:320])).batch(32)
+        unknown = known.filter(lambda *_: True)
+        assert unknown.cardinality() == tf.data.UNKNOWN_CARDINALITY
+        weights = []
+        for dataset in (known, unknown):
+            keras.utils.set_random_seed(0)
+            model = compile_model(selective(beta=1.0))
+            model.fit(dataset, epochs=3, verbose=0)
+            assert model.selection_state.counters()["scored_batches"] == 30
+            weights.append(dense_weights(model))
+        for with_known, with_unknown in zip(*weights):
+            np.testing.assert_array_equal(with_known, with_unknown)
+
     @pytest.mark.parametrize("source", ["arrays", "tf.data"])
     def test_numpy_default_dtypes(self, digits, source):
         """NumPy's default int64 labels and float64 inputs and sample weights

@@ -24,7 +24,15 @@ STATELESS_STEP = False
 
 def train_step(model, data):
     """`Model.train_step(data)` as the TensorFlow trainer calls it."""
-    logs = model._selective_train_step(data)
+    # A called `tf.function` may start before its inputs exist. The step's
+    # updates that read no data (counters, the seed) would then run in the
+    # call that finds the end of data of unknown length, a step of no batch.
+    # (Variables the first call creates, such as the metrics', are created
+    # outside the dependency, so that they can be lifted out of the step.)
+    inputs = [tensor for tensor in tf.nest.flatten(data) if tensor is not None]
+    with tf.variable_creator_scope(_without_control_dependencies):
+        with tf.control_dependencies(inputs):
+            logs = model._selective_train_step(data)
     strategy = tf.distribute.get_strategy()
     if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
             and strategy.extended._in_multi_worker_mode()):
@@ -32,6 +40,11 @@ def train_step(model, data):
         # `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars.
         logs = {name: tf.reshape(value, (1,)) for name, value in logs.items()}
     return logs
+
+
+def _without_control_dependencies(next_creator, **kwargs):
+    with tf.control_dependencies(None):
+        return next_creator(**kwargs)
 
 
 def training_state(model):

@@ -147,6 +147,17 @@ class SelectionState(keras.layers.Layer):
         self._track_variable(variable)
         return variable
 
+    @property
+    def weights(self):
+        """None: the selection state is training state, not weights.
+
+        As with metric variables and random seeds, its variables are in
+        `variables` (and the trainer's state) and saved with the model, but
+        not in `weights`, so `model.get_weights()` / `set_weights` and
+        `summary()` see the network's weights alone, as for the plain model.
+        """
+        return []
+
     # --- The score table (stale selection) ---------------------------------
 
     @property

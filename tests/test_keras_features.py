@@ -29,6 +29,32 @@ def dense_weights(model):
     return [numpy(v.value) for v in model.trainable_weights]
 
 
+class TestWeights:
+    def test_weights_are_the_networks(self, digits):
+        """The selection state (history, queue, counters, seed) is training
+        state like metric variables: `get_weights` / `set_weights` and the
+        parameter count are those of the network, so weights move between
+        a trained model, a new one and the plain Keras model."""
+        x, y, _, _ = digits
+        inputs, outputs = mlp()
+        plain = keras.Model(inputs, outputs)
+        model = compile_model(selective(beta=1.0))
+        model.fit(x, y, batch_size=100, epochs=1, verbose=0)
+        assert model.selection_state.queue  # Created by `fit`.
+        assert len(model.get_weights()) == len(plain.get_weights()) == 4
+        assert model.count_params() == plain.count_params()
+        assert {id(v) for v in model.selection_state.variables} <= {
+            id(v) for v in model.non_trainable_variables}
+
+        fresh = selective(beta=1.0)
+        fresh.set_weights(model.get_weights())
+        plain.set_weights(model.get_weights())
+        np.testing.assert_allclose(numpy(fresh.predict(x, verbose=0)),
+                                   numpy(model.predict(x, verbose=0)))
+        np.testing.assert_allclose(numpy(plain.predict(x, verbose=0)),
+                                   numpy(model.predict(x, verbose=0)))
+
+
 class TestSaving:
     def test_keras_file_round_trip_continues_training(self, digits, tmp_path):
         """Config, weights, optimizer and the whole selection state (history,

@@ -1006,7 +1006,8 @@ class SelectiveBackpropModel(keras.Model):
             ops.cast(state.epoch_selected.value, "float32"),
             ops.cast(state.epoch_scored.value, "float32"),
         )
-        logs["backprops"] = state.backprops.value
+        # A tensor (a variable itself fails in the logs of `run_eagerly`).
+        logs["backprops"] = ops.copy(state.backprops.value)
         return logs
 
 

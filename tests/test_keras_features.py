@@ -146,6 +146,23 @@ class TestPrecisionAndCompilation:
         assert state["selected_total"] == state["backprops"] + state["queue_size"]
         assert int(model.optimizer.iterations) * 100 == state["backprops"] > 0
 
+    def test_run_eagerly_trains_as_the_compiled_step(self, digits):
+        """`run_eagerly=True` (debugging) runs the same algorithm: same
+        selections, same weights."""
+        x, y, _, _ = digits
+        results = []
+        for run_eagerly in (False, True):
+            keras.utils.set_random_seed(0)
+            model = compile_model(selective(beta=1.0), run_eagerly=run_eagerly)
+            history = model.fit(x[:600], y[:600], batch_size=100, epochs=2,
+                                verbose=0, shuffle=False)
+            results.append((history.history, dense_weights(model)))
+        (compiled_logs, compiled), (eager_logs, eager) = results
+        assert eager_logs["backprops"] == compiled_logs["backprops"]
+        assert eager_logs["backprops"][-1] > 0
+        for with_compiled, with_eager in zip(compiled, eager):
+            np.testing.assert_allclose(with_compiled, with_eager, atol=1e-5)
+
     def test_steps_per_execution_and_smaller_last_batch(self, digits):
         x, y, _, _ = digits
         model = compile_model(selective(beta=2.0), steps_per_execution=4)

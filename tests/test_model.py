@@ -47,6 +47,24 @@ class TestLogs:
         assert history.history["accuracy"][0] == pytest.approx(accuracy)
         assert history.history["selected_fraction"][0] < 0.5
 
+    def test_loss_includes_the_losses_layers_add(self, digits):
+        """The logged loss includes activity-regularization losses (added by
+        the layers in the scoring pass), as `evaluate`'s does."""
+        x, y, _, _ = digits
+        inputs = keras.Input((64,))
+        hidden = keras.layers.Dense(
+            32, activity_regularizer=keras.regularizers.L2(0.1))(inputs)
+        outputs = keras.layers.Dense(10, activation="softmax")(hidden)
+        model = compile_model(keras_sb.SelectiveBackpropModel(
+            inputs, outputs, beta=1.0, start=0, seed=0), learning_rate=0.0)
+        history = model.fit(x, y, batch_size=100, epochs=1, verbose=0)
+        loss, _ = model.evaluate(x, y, batch_size=100, verbose=0)
+        without_regularization = np.mean(ops.convert_to_numpy(
+            keras.losses.sparse_categorical_crossentropy(
+                y, model.predict(x, verbose=0))))
+        assert loss > 1.1 * without_regularization
+        assert history.history["loss"][0] == pytest.approx(loss, rel=1e-5)
+
     def test_confident_wrong_predictions_are_selected(self):
         """A model that puts probability ~1e-13 on the true class of 90% of
         the examples: on JAX their losses are all clipped to the same value.

@@ -43,7 +43,9 @@ def train_step(model, state, data):
         for group, values in zip(variables, state)
         for variable, value in zip(group, values)
     ]
-    with keras.StatelessScope(state_mapping=mapping) as scope:
+    # `collect_losses`: the losses layers add in the scoring pass (activity
+    # regularizers, `add_loss`) count in its logged loss, as in `fit`.
+    with keras.StatelessScope(state_mapping=mapping, collect_losses=True) as scope:
         logs = model._selective_train_step(data)
     new_state = []
     for group, values in zip(variables, state):

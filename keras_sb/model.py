@@ -294,15 +294,16 @@ class SelectiveBackpropModel(keras.Model):
             raise ValueError(
                 f"`model` must be a keras.Model. Received: model={model!r}"
             )
+        # A `name` among the options names the new model.
         if isinstance(model, Functional):
             return FunctionalSelectiveBackpropModel(
-                inputs=model.input, outputs=model.output, name=model.name,
-                **options,
+                inputs=model.input, outputs=model.output,
+                **{"name": model.name, **options},
             )
         if isinstance(model, keras.Sequential) and model.built and model.inputs:
             return FunctionalSelectiveBackpropModel(
                 inputs=model.inputs[0], outputs=model.outputs[0],
-                name=model.name, **options,
+                **{"name": model.name, **options},
             )
         return WrappedModel(model, **options)
 

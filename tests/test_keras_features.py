@@ -398,6 +398,15 @@ class TestBuilding:
         np.testing.assert_array_equal(sequential.predict(x[:5], verbose=0),
                                       model.predict(x[:5], verbose=0))
 
+    def test_from_model_takes_a_name(self):
+        functional = keras.Model(*mlp(), name="base")
+        sequential = keras.Sequential([keras.Input((64,)), keras.layers.Dense(10)],
+                                      name="base")
+        for base in (functional, sequential):
+            assert keras_sb.SelectiveBackpropModel.from_model(base).name == "base"
+            model = keras_sb.SelectiveBackpropModel.from_model(base, name="sb")
+            assert model.name == "sb"
+
     def test_from_subclassed_model_and_saving(self, digits, tmp_path):
         x, y, _, _ = digits
 

@@ -251,6 +251,10 @@ class SelectionState(keras.layers.Layer):
 
     def load_own_variables(self, store):
         keys = set(store.keys())
+        if not keys:
+            # A file with no selection state (saved by a plain Keras model):
+            # the network's weights load, the state stays as it is.
+            return
         for name, variable in self._named_variables().items():
             if name not in keys and name in _ADDED_COUNTERS:
                 variable.assign(_INITIAL_VALUES.get(name, 0))

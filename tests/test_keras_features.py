@@ -55,6 +55,25 @@ class TestWeights:
                                    numpy(model.predict(x, verbose=0)))
 
 
+    @pytest.mark.parametrize("extension", [".weights.h5", ".keras"])
+    def test_weights_saved_by_the_plain_model_load(self, digits, tmp_path,
+                                                   extension):
+        """Pretrained with plain Keras, fine-tuned with Selective-Backprop:
+        the plain model's file has no selection state, which stays new."""
+        x, y, _, _ = digits
+        plain = compile_model(keras.Model(*mlp()))
+        plain.fit(x, y, batch_size=100, epochs=1, verbose=0)
+        path = os.path.join(tmp_path, "plain" + extension)
+        plain.save_weights(path) if extension == ".weights.h5" else plain.save(path)
+        model = compile_model(selective(beta=1.0))
+        model.load_weights(path)
+        np.testing.assert_allclose(numpy(model.predict(x, verbose=0)),
+                                   numpy(plain.predict(x, verbose=0)), atol=1e-6)
+        assert model.selection_state.counters()["backprops"] == 0
+        model.fit(x, y, batch_size=100, epochs=1, verbose=0)
+        assert model.selection_state.counters()["backprops"] > 0
+
+
 class TestSaving:
     def test_keras_file_round_trip_continues_training(self, digits, tmp_path):
         """Config, weights, optimizer and the whole selection state (history,

@@ -59,6 +59,38 @@ def split_example_ids(structure):
     return structure, None
 
 
+def class_weight_to_sample_weights(y, class_weight):
+    """Per-example weights of a batch from `fit`'s `class_weight`, with ops.
+
+    What Keras's data adapters do with `class_weight` (they cannot for
+    batches with example ids), written with `keras.ops` so that it runs
+    inside the compiled train step: the class of an example is `y` itself
+    (rounded) for sparse labels `(batch,)` or `(batch, 1)`, and its
+    `argmax` for one-hot labels; classes missing from `class_weight` get 1.
+
+    Args:
+        y: the batch's targets (a single tensor).
+        class_weight: dict mapping class indices (ints) to weights.
+
+    Returns:
+        A float32 tensor `(batch,)`.
+    """
+    if keras.tree.is_nested(y):
+        raise ValueError(
+            "`class_weight` is only supported for models with a single output."
+        )
+    if len(y.shape) >= 2 and y.shape[-1] != 1:
+        classes = keras.ops.argmax(y, axis=-1)
+    else:
+        classes = keras.ops.round(keras.ops.reshape(y, (-1,)))
+    classes = keras.ops.cast(classes, "int32")
+    table = np.array([class_weight.get(c, 1.0)
+                      for c in range(max(class_weight) + 1)], "float32")
+    known = keras.ops.logical_and(classes >= 0, classes < len(table))
+    weights = keras.ops.take(table, keras.ops.clip(classes, 0, len(table) - 1))
+    return keras.ops.where(known, weights, 1.0)
+
+
 def with_example_ids(dataset):
     """Gives each example of a `tf.data.Dataset` a stable id.
 

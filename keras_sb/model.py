@@ -213,6 +213,8 @@ class SelectiveBackpropModel(keras.Model):
         self._queue_from_next_build = False
         self._stale_epoch = False
         self._train_functions = {}
+        # `fit`'s `class_weight` where the train step applies it.
+        self._step_class_weight = None
         # Stale selection with `keras_sb.data.stale_filter` in the pipeline.
         self._stale_filter = None
         self._pipeline_draws = False
@@ -361,6 +363,7 @@ class SelectiveBackpropModel(keras.Model):
                 and not any(isinstance(c, keras.callbacks.ProgbarLogger)
                             for c in callbacks)):
             callbacks.append(_ProgbarOfVaryingEpochs())
+        class_weight = self._use_class_weight(x, class_weight)
         self._fit_steps_per_epoch = steps_per_epoch
         self._queue_from_next_build = backend.STATELESS_STEP
         try:
@@ -416,6 +419,31 @@ class SelectiveBackpropModel(keras.Model):
         # Epochs of filtered data differ in length: the epoch iterator of
         # `fit` must not hold them to the first one's.
         self._wants_fit_iterator = pipeline_draws and not steps_per_epoch
+
+    def _use_class_weight(self, x, class_weight):
+        """`fit`'s `class_weight` for Keras's data adapter, which cannot apply
+        it to batches with example ids: for those the train step turns it into
+        sample weights (see `_batch_class_weights`)."""
+        in_step = None
+        if class_weight is not None and data_utils.has_example_ids(
+                data_utils.peek_structure(x)):
+            in_step, class_weight = dict(class_weight), None
+        if in_step != self._step_class_weight:
+            self._step_class_weight = in_step
+            self.train_function = None  # The step applies other weights.
+        return class_weight
+
+    def _batch_class_weights(self, y, sample_weight, has_ids):
+        """Sample weights of a batch with ids from `fit`'s `class_weight`."""
+        if not has_ids or self._step_class_weight is None:
+            return sample_weight
+        if sample_weight is not None:
+            raise ValueError(
+                "You cannot use `class_weight` and `sample_weight` at the same "
+                "time."
+            )
+        return data_utils.class_weight_to_sample_weights(
+            y, self._step_class_weight)
 
     def _remember_fit_iterator(self, iterator):
         if self._wants_fit_iterator and iterator is not None:
@@ -630,6 +658,10 @@ class SelectiveBackpropModel(keras.Model):
         """Creates the queue for data of this structure; True if it did."""
         data, example_ids = data_utils.split_example_ids(structure)
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        if example_ids is not None and self._step_class_weight is not None:
+            # The column of the weights the step makes (`structure` may be
+            # specs, which the step's ops cannot take).
+            sample_weight = keras.KerasTensor((None,), "float32")
         signature = self._queue_signature(x, y, sample_weight, example_ids)
         state = self.selection_state
         replicas = backend.num_replicas(self)
@@ -789,11 +821,13 @@ class SelectiveBackpropModel(keras.Model):
         a `keras.StatelessScope`, see `keras_sb.backend.jax`).
         """
         data, example_ids = data_utils.split_example_ids(data)
+        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
+        sample_weight = self._batch_class_weights(y, sample_weight,
+                                                  example_ids is not None)
         if not self._uses_example_ids(example_ids):
             example_ids = None
         else:
             example_ids = ops.cast(example_ids, "int32")
-        x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if self._stale_epoch:
             return self._stale_train_step(x, y, sample_weight, example_ids)
         state = self.selection_state

@@ -253,6 +253,55 @@ class TestData:
         backprops = model.selection_state.counters()["backprops"]
         assert backprops >= 0.4 * len(x)
 
+    @pytest.mark.parametrize("source", ["tf.data", "ArrayPipeline"])
+    def test_class_weight_on_data_with_example_ids(self, digits, source):
+        """Keras's data adapters cannot apply `class_weight` to batches with
+        ids (it was ignored, or failed); the step applies it: training is the
+        same as on the data without ids."""
+        x, y, _, _ = digits
+        x, y = x[:640], y[:640]
+        class_weight = {c: {3: 0.0, 5: 4.0}.get(c, 1.0) for c in range(10)}
+
+        def data(with_ids):
+            if source == "ArrayPipeline":
+                images = (x.reshape(-1, 8, 8, 1) * 15).astype("uint8")
+                return keras_sb.data.ArrayPipeline(
+                    images, y, 64, augment=False, shuffle=False,
+                    example_ids=with_ids, workers=1)
+            dataset = tf.data.Dataset.from_tensor_slices((x.reshape(-1, 8, 8, 1), y))
+            if with_ids:
+                dataset = keras_sb.data.with_example_ids(dataset)
+            return dataset.batch(64)
+
+        results = []
+        for with_ids in (False, True, True):
+            weights = None if len(results) == 2 else class_weight
+            keras.utils.set_random_seed(0)
+            network = keras.Sequential([keras.Input((8, 8, 1)), keras.layers.Flatten(),
+                                        keras.layers.Dense(10, activation="softmax")])
+            model = compile_model(keras_sb.SelectiveBackpropModel.from_model(
+                network, beta=1.0, start=0, seed=0))
+            history = model.fit(data(with_ids), epochs=2, verbose=0,
+                                class_weight=weights)
+            results.append((history.history["loss"], dense_weights(model)))
+        (loss, weights), (loss_ids, weights_ids), (loss_unweighted, _) = results
+        np.testing.assert_allclose(loss_ids, loss, rtol=1e-5)
+        for plain_data, data_with_ids in zip(weights, weights_ids):
+            np.testing.assert_allclose(data_with_ids, plain_data, atol=1e-5)
+        assert abs(loss_ids[0] - loss_unweighted[0]) > 0.1
+
+    def test_class_weight_to_sample_weights(self):
+        """Sparse, `(batch, 1)` and one-hot labels give the same weights;
+        classes without a weight get 1, as in Keras."""
+        labels = np.array([0, 2, 1, 4, 2])
+        class_weight = {0: 0.5, 2: 3.0}
+        expected = [0.5, 3.0, 1.0, 1.0, 3.0]
+        for y in (labels, labels[:, None].astype("float32"),
+                  keras.utils.to_categorical(labels, 5)):
+            weights = keras_sb.data.class_weight_to_sample_weights(
+                ops.convert_to_tensor(y), class_weight)
+            np.testing.assert_array_equal(numpy(weights), expected)
+
     def test_class_weight_zero_is_never_trained(self, digits):
         """Per-example losses include class weights: a class of weight 0 has
         the lowest loss and is never selected."""

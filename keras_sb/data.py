@@ -17,7 +17,9 @@ elements, and both pipelines take `example_ids=True`. An element with an id is
 the dict `{"data": element, "example_id": id}`.
 """
 
+import collections.abc
 import threading
+import types
 import weakref
 
 import keras
@@ -442,13 +444,15 @@ def count_examples(x):
 def peek_structure(x):
     """Structure of one training batch of `x`, without consuming `fit`'s data.
 
-    Returns None when it cannot be known without reading a generator.
+    Returns None when it cannot be known without reading an iterator.
     """
     if _is_tf_dataset(x):
         return x.element_spec
     if isinstance(x, keras.utils.PyDataset):
         return x[0]
-    return None
+    if isinstance(x, (types.GeneratorType, collections.abc.Iterator)):
+        return None
+    return x  # Arrays or tensors: a batch has their structure.
 
 
 def _first_leaf(structure):

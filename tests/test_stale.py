@@ -257,6 +257,12 @@ class TestErrors:
         dataset = tf.data.Dataset.from_tensor_slices((x, y)).batch(100)
         with pytest.raises(ValueError, match="carry stable ids"):
             model.fit(dataset, callbacks=[keras_sb.StaleSelection()], verbose=0)
+        # NumPy arrays have no ids either: the same error, before training
+        # (not a table of unscored rows after an epoch).
+        with pytest.raises(ValueError, match="carry stable ids"):
+            model.fit(x, y, callbacks=[keras_sb.StaleSelection(num_examples=len(x))],
+                      verbose=0)
+        assert model.selection_state.counters()["scored_batches"] == 0
 
     def test_ids_outside_the_table(self, digits):
         x, y, _, _ = digits

@@ -188,25 +188,27 @@ class SelectiveBackpropModel(keras.Model):
                 min_probability=0.0 if min_probability is None else min_probability,
                 target_fraction=target_fraction,
             )
-        if not _is_int(history_size) or history_size < 1:
+        if not selection.is_integer(history_size) or history_size < 1:
             raise ValueError(
                 "`history_size` must be an int >= 1. "
                 f"Received: history_size={history_size!r}"
             )
         if backprop_batch_size is not None and (
-            not _is_int(backprop_batch_size) or backprop_batch_size < 1
+            not selection.is_integer(backprop_batch_size) or backprop_batch_size < 1
         ):
             raise ValueError(
                 "`backprop_batch_size` must be None or an int >= 1. "
                 f"Received: backprop_batch_size={backprop_batch_size!r}"
             )
-        if seed is not None and not _is_int(seed):
+        if seed is not None and not selection.is_integer(seed):
             raise ValueError(f"`seed` must be None or an int. Received: seed={seed!r}")
         self._start = schedule.parse_time("start", start)
         self._end = schedule.parse_time("end", end)
+        schedule.check_window(self._start, self._end)
         self.history_size = int(history_size)
-        self._backprop_batch_size = backprop_batch_size
-        self._seed = seed
+        self._backprop_batch_size = (None if backprop_batch_size is None
+                                     else int(backprop_batch_size))
+        self._seed = None if seed is None else int(seed)
         self._fit_batch_size = None
         self._scoring_batch_size = None
         self._fit_steps_per_epoch = None
@@ -225,7 +227,7 @@ class SelectiveBackpropModel(keras.Model):
             self.history_size,
             selection_start=start_step,
             selection_end=end_step,
-            seed=seed,
+            seed=self._seed,
             name="selection_state",
         )
 
@@ -1062,10 +1064,6 @@ def _first_batch(epoch_iterator):
         if isinstance(batches, (list, tuple)):
             return batches[0]
         return next(batches)
-
-
-def _is_int(value):
-    return isinstance(value, int) and not isinstance(value, bool)
 
 
 @keras.saving.register_keras_serializable(package="keras_sb")

@@ -21,6 +21,8 @@ import re
 
 import numpy as np
 
+from keras_sb import selection
+
 NEVER = int(np.iinfo(np.int32).max)
 
 _EPOCHS = re.compile(r"^\s*(\d+(?:\.\d*)?)\s*(?:ep|epoch|epochs)\s*$")
@@ -40,19 +42,32 @@ def parse_time(name, value):
     """
     if value is None:
         return None
-    if isinstance(value, bool):
-        pass
-    elif isinstance(value, (int, np.integer)) and value >= 0:
+    if selection.is_integer(value) and value >= 0:
         return int(value), "steps"
-    elif isinstance(value, float) and 0.0 <= value <= 1.0:
-        return value, "fraction"
-    elif isinstance(value, str) and _EPOCHS.match(value):
+    if selection.is_real(value) and 0.0 <= value <= 1.0:
+        return float(value), "fraction"
+    if isinstance(value, str) and _EPOCHS.match(value):
         return float(_EPOCHS.match(value).group(1)), "epochs"
     raise ValueError(
         f"`{name}` must be None, a number of steps (int >= 0), a fraction of "
         "training (float in [0, 1]) or a number of epochs (a string such as "
         f"'1ep'). Received: {name}={value!r}"
     )
+
+
+def check_window(start, end):
+    """Raises a ValueError if `end` (see `parse_time`) is not after `start`.
+
+    Points in different units (steps, epochs, fractions of the fit) are
+    compared when training reaches them, not here.
+    """
+    if start is None or end is None or start[1] != end[1]:
+        return
+    if end[0] <= start[0]:
+        raise ValueError(
+            "`end` must come after `start`: selection would never be on. "
+            f"Received: start={format_time(start)!r}, end={format_time(end)!r}"
+        )
 
 
 def time_to_step(time, *, step, epoch, epochs, epochs_completed, steps_per_epoch):

@@ -22,6 +22,7 @@ model gets confidently wrong has the same loss, 16.118.
 """
 
 import math
+import numbers
 
 from keras import ops
 from keras import random
@@ -290,9 +291,19 @@ def selected_first_order(selected):
     return _stable_order(selected, ops.shape(selected)[0])
 
 
+def is_integer(value):
+    """Whether `value` is an int (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def is_real(value):
+    """Whether `value` is a real number (Python or NumPy), not a bool."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool)
+
+
 def check_fraction(name, value, low=0.0, high=1.0, low_open=False):
     """Raises a ValueError unless `value` is a number in the given interval."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = is_real(value)
     ok = ok and math.isfinite(value)
     ok = ok and (value > low if low_open else value >= low) and value <= high
     if not ok:

@@ -26,6 +26,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from keras_sb import selection
+
 
 def valid_example_ids(example_ids, table_size):
     """Whether each id indexes a row of a table of `table_size` examples."""
@@ -144,17 +146,18 @@ class StaleSelection(keras.callbacks.Callback):
 
     def __init__(self, staleness=3, num_examples=None):
         super().__init__()
-        if not _is_int(staleness) or staleness < 1:
+        if not selection.is_integer(staleness) or staleness < 1:
             raise ValueError(
                 f"`staleness` must be an int >= 1. Received: staleness={staleness!r}"
             )
-        if num_examples is not None and (not _is_int(num_examples) or num_examples < 1):
+        if num_examples is not None and (
+                not selection.is_integer(num_examples) or num_examples < 1):
             raise ValueError(
                 "`num_examples` must be None or an int >= 1. "
                 f"Received: num_examples={num_examples!r}"
             )
-        self.staleness = staleness
-        self.num_examples = num_examples
+        self.staleness = int(staleness)
+        self.num_examples = None if num_examples is None else int(num_examples)
         self._stale = False
 
     def on_train_begin(self, logs=None):
@@ -216,7 +219,3 @@ class StaleSelection(keras.callbacks.Callback):
 
     def get_config(self):
         return {"staleness": self.staleness, "num_examples": self.num_examples}
-
-
-def _is_int(value):
-    return isinstance(value, (int, np.integer)) and not isinstance(value, bool)

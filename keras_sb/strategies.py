@@ -146,8 +146,7 @@ class BiggestLosers(SelectionStrategy):
         elif beta is None:
             beta = 3.0
         if (
-            not isinstance(beta, (int, float))
-            or isinstance(beta, bool)
+            not selection.is_real(beta)
             or not beta >= 0
             or beta == float("inf")
         ):
@@ -156,7 +155,8 @@ class BiggestLosers(SelectionStrategy):
             )
         self.beta = float(beta)
         self.min_probability = float(min_probability)
-        self.target_fraction = target_fraction
+        self.target_fraction = (None if target_fraction is None
+                                else float(target_fraction))
 
     def probabilities(self, losses, history):
         lower, upper = selection.percentile_range(losses, history)

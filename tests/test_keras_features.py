@@ -1,5 +1,6 @@
 """The usual Keras workflow keeps working with SelectiveBackpropModel."""
 
+import json
 import os
 
 import keras
@@ -419,10 +420,32 @@ class TestBadInput:
         ({"strategy": keras_sb.UniformSubset(0.5), "beta": 2.0},
          "either `strategy`"),
         ({"strategy": 0.5}, "Received: strategy=0.5"),
+        ({"start": 10, "end": 5}, "Received: start=10, end=5"),
+        ({"start": "2ep", "end": "1ep"}, "Received: start='2ep', end='1ep'"),
+        ({"start": 0.5, "end": 0.5}, "Received: start=0.5, end=0.5"),
+        ({"beta": True}, "Received: beta=True"),
     ])
     def test_invalid_options(self, kwargs, message):
         with pytest.raises(ValueError, match=message):
             keras_sb.SelectiveBackpropModel(*mlp(), **kwargs)
+
+    def test_numpy_numbers_are_accepted(self, tmp_path):
+        """Options from NumPy (a hyperparameter grid, say) work, and the
+        model's config stays JSON."""
+        model = keras_sb.SelectiveBackpropModel(
+            *mlp(), beta=np.float32(2.0), history_size=np.int64(100),
+            backprop_batch_size=np.int64(32), start=np.float64(0.25),
+            end=np.int64(1000), seed=np.int64(3))
+        config = json.loads(model.to_json())["config"]
+        assert (config["history_size"], config["backprop_batch_size"],
+                config["start"], config["end"], config["seed"]) == (
+                    100, 32, 0.25, 1000, 3)
+        assert config["strategy"]["config"]["beta"] == 2.0
+        target = keras_sb.SelectiveBackpropModel(
+            *mlp(), target_fraction=np.float32(0.25))
+        json.loads(target.to_json())
+        callback = keras_sb.StaleSelection(np.int64(2), num_examples=np.int64(50))
+        assert json.dumps(callback.get_config())
 
     def test_loss_without_per_example_values(self, digits):
         x, y, _, _ = digits

@@ -376,7 +376,8 @@ class SelectiveBackpropModel(keras.Model):
                     warnings.filterwarnings(
                         "ignore", message="Your input ran out of data"
                     )
-                return super().fit(
+                counters = self.selection_state.counters()
+                history = super().fit(
                     x=x,
                     y=y,
                     batch_size=batch_size,
@@ -394,6 +395,8 @@ class SelectiveBackpropModel(keras.Model):
                     validation_batch_size=validation_batch_size,
                     validation_freq=validation_freq,
                 )
+            self._warn_if_nothing_trained(counters)
+            return history
         finally:
             self._queue_from_next_build = False
             self._fit_steps_per_epoch = None
@@ -401,6 +404,21 @@ class SelectiveBackpropModel(keras.Model):
             self._stale_filter = None
             self._fit_epoch_iterator = None
             self._wants_fit_iterator = False
+
+    def _warn_if_nothing_trained(self, counters_before):
+        """Warns when a `fit` selected examples but never filled a backprop
+        batch (its weights did not change)."""
+        counters = self.selection_state.counters()
+        selected = counters["selected_total"] - counters_before["selected_total"]
+        if selected and counters["backprops"] == counters_before["backprops"]:
+            warnings.warn(
+                f"This `fit` selected {selected} examples but ran no backward "
+                f"step: {counters['queue_size']} examples wait in the queue "
+                f"for a full backprop batch of {self.backprop_batch_size}. "
+                "The weights did not change. Train for more steps, or pass a "
+                "smaller `backprop_batch_size=` to SelectiveBackpropModel.",
+                stacklevel=3,
+            )
 
     def _use_stale_filter(self, stale_filter, stale_selection, steps_per_epoch):
         """Checks a `stale_filter` found in the training data, and sets up

@@ -2,6 +2,7 @@
 
 import json
 import os
+import warnings
 
 import keras
 import numpy as np
@@ -428,6 +429,19 @@ class TestBadInput:
     def test_invalid_options(self, kwargs, message):
         with pytest.raises(ValueError, match=message):
             keras_sb.SelectiveBackpropModel(*mlp(), **kwargs)
+
+    def test_a_fit_without_a_backward_step_warns(self, digits):
+        """A backprop batch larger than what a fit selects: nothing trains,
+        and `fit` says so."""
+        x, y, _, _ = digits
+        model = compile_model(selective(beta=1.0, backprop_batch_size=1024))
+        with pytest.warns(UserWarning, match="ran no backward step"):
+            model.fit(x[:500], y[:500], batch_size=100, epochs=1, verbose=0)
+        assert model.selection_state.counters()["backprops"] == 0
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*no backward step")
+            model.fit(x, y, batch_size=100, epochs=2, verbose=0)
+        assert model.selection_state.counters()["backprops"] == 1024
 
     def test_numpy_numbers_are_accepted(self, tmp_path):
         """Options from NumPy (a hyperparameter grid, say) work, and the

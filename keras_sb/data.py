@@ -721,6 +721,13 @@ class ArrayPipeline(keras.utils.PyDataset):
                 "`images` and `labels` must have the same length. Received: "
                 f"{len(images)} images and {len(labels)} labels."
             )
+        if np.asarray(images[:0]).dtype != np.uint8:
+            # They are scaled by 1/255: images already scaled would be
+            # scaled twice.
+            raise ValueError(
+                "`images` must be uint8 (0-255); ArrayPipeline scales them to "
+                f"[0, 1]. Received: images of dtype {np.asarray(images[:0]).dtype}"
+            )
         self.images = images
         self.labels = labels
         self.batch_size = batch_size

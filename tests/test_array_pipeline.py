@@ -97,3 +97,6 @@ class TestArrayPipeline:
             data.ArrayPipeline(images, np.zeros(3), 2)
         with pytest.raises(IndexError):
             data.ArrayPipeline(images, np.zeros(4), 2)[2]
+        # Images scaled already would be scaled twice.
+        with pytest.raises(ValueError, match="Received: images of dtype float32"):
+            data.ArrayPipeline(images.astype("float32") / 255, np.zeros(4), 2)

@@ -56,10 +56,15 @@ def train(model, data, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="keras-sb demo",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=40)
-    parser.add_argument("--batch-size", type=int, default=128)
-    parser.add_argument("--beta", type=float, default=2.0)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--epochs", type=int, default=40,
+                        help="epochs of each model (default 40)")
+    parser.add_argument("--batch-size", type=int, default=128,
+                        help="batch size, also the backprop batch size "
+                             "(default 128)")
+    parser.add_argument("--beta", type=float, default=2.0,
+                        help="selectivity of Selective-Backprop (default 2)")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of the split, weights and draws (default 0)")
     args = parser.parse_args(argv)
 
     from sklearn.datasets import load_digits
@@ -89,6 +94,14 @@ def main(argv=None):
     print(f"\nSelective-Backprop: {plain[0] / selective[0]:.2f}x the speed, "
           f"{selective[1] / plain[1]:.0%} of the backward passes, accuracy "
           f"{100 * (selective[2] - plain[2]):+.1f} points.")
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if jax.default_backend() == "cpu":
+            print("On a CPU, JAX compiles with XLA, which runs a convolution's "
+                  "backward pass inside a conditional many times slower than "
+                  "outside it: use KERAS_BACKEND=tensorflow on CPUs (README, "
+                  "'Backends').")
 
 
 if __name__ == "__main__":

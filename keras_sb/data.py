@@ -721,12 +721,13 @@ class ArrayPipeline(keras.utils.PyDataset):
                 "`images` and `labels` must have the same length. Received: "
                 f"{len(images)} images and {len(labels)} labels."
             )
-        if np.asarray(images[:0]).dtype != np.uint8:
+        dtype = np.asarray(images[:0]).dtype
+        if dtype != np.uint8:
             # They are scaled by 1/255: images already scaled would be
             # scaled twice.
             raise ValueError(
                 "`images` must be uint8 (0-255); ArrayPipeline scales them to "
-                f"[0, 1]. Received: images of dtype {np.asarray(images[:0]).dtype}"
+                f"[0, 1]. Received: images of dtype {dtype}"
             )
         self.images = images
         self.labels = labels

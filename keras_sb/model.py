@@ -445,7 +445,7 @@ class SelectiveBackpropModel(keras.Model):
         it to batches with example ids: for those the train step turns it into
         sample weights (see `_batch_class_weights`)."""
         in_step = None
-        if class_weight is not None and data_utils.has_example_ids(
+        if class_weight and data_utils.has_example_ids(
                 data_utils.peek_structure(x)):
             in_step, class_weight = dict(class_weight), None
         if in_step != self._step_class_weight:

@@ -31,6 +31,9 @@ from keras_sb.state import SelectionState
 from keras_sb.state import example_signature
 
 _UNSET = object()
+# The constructor options that `get_config` saves besides Keras's.
+_SELECTION_OPTIONS = ("strategy", "history_size", "backprop_batch_size",
+                      "start", "end", "seed")
 
 
 def _is_functional_call(args, kwargs):
@@ -250,6 +253,7 @@ class SelectiveBackpropModel(keras.Model):
         return schedule.format_time(self._end)
 
     def _selection_config(self):
+        """The options of `_SELECTION_OPTIONS`, as `get_config` saves them."""
         return {
             "strategy": keras.saving.serialize_keras_object(self.strategy),
             "history_size": self.history_size,
@@ -263,6 +267,24 @@ class SelectiveBackpropModel(keras.Model):
         config = super().get_config()
         config.update(self._selection_config())
         return config
+
+    @classmethod
+    def from_config(cls, config, custom_objects=None):
+        # A subclass of one's own either fixes its selection options in
+        # `__init__` (as in the README) or takes them as arguments. It is
+        # rebuilt without them; if that does not give the saved options,
+        # they were arguments, and it is rebuilt with them.
+        options = {name: config[name] for name in _SELECTION_OPTIONS
+                   if name in config}
+        if not options or issubclass(cls, (FunctionalSelectiveBackpropModel,
+                                           WrappedModel)):
+            return super().from_config(config, custom_objects)
+        rest = {name: value for name, value in config.items()
+                if name not in options}
+        model = super().from_config(rest, custom_objects)
+        if model._selection_config() == options:
+            return model
+        return super().from_config(config, custom_objects)
 
     @classmethod
     def from_model(cls, model, **options):

@@ -565,6 +565,47 @@ class TestBuilding:
         assert isinstance(keras_sb.SelectiveBackpropModel(*mlp()),
                           keras_sb.FunctionalSelectiveBackpropModel)
 
+    def test_subclasses_save_and_load(self, digits, tmp_path):
+        """A subclass that fixes its selection options in `__init__` (the
+        README's) and one that takes them as arguments both load from a
+        `.keras` file with their options, weights and selection state."""
+        x, y, _, _ = digits
+
+        class Fixed(keras_sb.SelectiveBackpropModel):
+            def __init__(self, **kwargs):
+                super().__init__(beta=2.0, start=0, **kwargs)
+                self.hidden = keras.layers.Dense(16, activation="relu")
+                self.out = keras.layers.Dense(10, activation="softmax")
+
+            def call(self, inputs, training=None):
+                return self.out(self.hidden(inputs))
+
+        class Open(keras_sb.SelectiveBackpropModel):
+            def __init__(self, units=16, **kwargs):
+                super().__init__(**kwargs)
+                self.units = units
+                self.hidden = keras.layers.Dense(units, activation="relu")
+                self.out = keras.layers.Dense(10, activation="softmax")
+
+            def call(self, inputs, training=None):
+                return self.out(self.hidden(inputs))
+
+            def get_config(self):
+                return {**super().get_config(), "units": self.units}
+
+        custom_objects = {"Fixed": Fixed, "Open": Open}
+        for model in (Fixed(), Open(units=8, beta=1.0, history_size=50, start=0)):
+            compile_model(model).fit(x, y, batch_size=100, epochs=1, verbose=0)
+            path = os.path.join(tmp_path, f"{model.name}.keras")
+            model.save(path)
+            loaded = keras.models.load_model(path, custom_objects=custom_objects)
+            assert type(loaded) is type(model)
+            assert loaded.get_config() == model.get_config()
+            assert (loaded.selection_state.counters()
+                    == model.selection_state.counters())
+            np.testing.assert_allclose(numpy(loaded.predict(x, verbose=0)),
+                                       numpy(model.predict(x, verbose=0)))
+
     def test_subclass_given_inputs_and_outputs_gets_a_clear_error(self):
         class Net(keras_sb.SelectiveBackpropModel):
             pass

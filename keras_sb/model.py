@@ -453,6 +453,15 @@ class SelectiveBackpropModel(keras.Model):
             )
         if not stale_selection:
             stale_filter = None  # No stale epochs: it passes every example.
+        if stale_filter is not None and steps_per_epoch:
+            # Keras would keep one iterator across epochs: batches drawn for
+            # one epoch (and padded) would reach the next.
+            raise ValueError(
+                "With `keras_sb.data.stale_filter` in the training data, each "
+                "epoch is one pass over the data, as long as the filter lets "
+                "it be: do not repeat the data, and leave `steps_per_epoch` "
+                f"out. Received: steps_per_epoch={steps_per_epoch!r}"
+            )
         pipeline_draws = stale_filter is not None
         if pipeline_draws != self._pipeline_draws:
             self._pipeline_draws = pipeline_draws
@@ -460,7 +469,7 @@ class SelectiveBackpropModel(keras.Model):
         self._stale_filter = stale_filter
         # Epochs of filtered data differ in length: the epoch iterator of
         # `fit` must not hold them to the first one's.
-        self._wants_fit_iterator = pipeline_draws and not steps_per_epoch
+        self._wants_fit_iterator = pipeline_draws
 
     def _use_class_weight(self, x, class_weight):
         """`fit`'s `class_weight` for Keras's data adapter, which cannot apply

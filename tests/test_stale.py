@@ -670,6 +670,13 @@ class TestPipelineDraws:
         with pytest.raises(ValueError, match="another model"):
             model.fit(with_ids.apply(keras_sb.data.stale_filter(other)).batch(100),
                       verbose=0, callbacks=[keras_sb.StaleSelection()])
+        # Repeated data with `steps_per_epoch`: one iterator for all epochs
+        # would carry the draws (and padding) of one epoch into the next.
+        draws = keras_sb.data.stale_filter(model)
+        with pytest.raises(ValueError, match="Received: steps_per_epoch=4"):
+            model.fit(with_ids.apply(draws).batch(100).apply(draws.pad_batches(100))
+                      .repeat(), steps_per_epoch=4, epochs=2, verbose=0,
+                      callbacks=[keras_sb.StaleSelection()])
         with pytest.raises(ValueError, match="before batching"):
             with_ids.batch(10).apply(keras_sb.data.stale_filter(model))
         with pytest.raises(ValueError, match="with_example_ids"):

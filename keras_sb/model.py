@@ -950,12 +950,13 @@ class SelectiveBackpropModel(keras.Model):
         self._loss_tracker.update_state(
             ops.divide_no_nan(loss_sum, loss_count), sample_weight=loss_count
         )
-        # Only the loss of the examples trained on is known; the compiled
-        # metrics would need a forward pass over all examples.
-        logs = {
-            name: value if name == "loss" else ops.convert_to_tensor(float("nan"))
-            for name, value in self.get_metrics_result().items()
-        }
+        # Only the loss of the examples trained on is known (NaN, not 0,
+        # while none was trained on); the compiled metrics would need a
+        # forward pass over all examples.
+        nan = ops.convert_to_tensor(float("nan"))
+        logs = {name: nan for name in self.get_metrics_result()}
+        logs["loss"] = ops.where(self._loss_tracker.count.value > 0,
+                                 self._loss_tracker.result(), nan)
         batch_size = ops.shape(example_ids)[0]
         if self._pipeline_draws:
             batch_size = ops.sum(ops.cast(selected, "int32"))

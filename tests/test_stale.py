@@ -234,6 +234,20 @@ class TestStaleEpochs:
         # The probabilities stay those of the fresh epoch.
         np.testing.assert_array_equal(probabilities, fresh_probabilities)
 
+    def test_stale_epoch_without_a_backward_step_logs_no_loss(self, digits):
+        """A stale epoch logs the loss of the examples trained on: NaN when
+        none was (a 0 would look like the best epoch to EarlyStopping)."""
+        x, y, _, _ = digits
+        model = compile_model(keras_sb.SelectiveBackpropModel(
+            *mlp(), beta=3.0, start=0, seed=0, backprop_batch_size=1024))
+        train = keras_sb.data.with_example_ids(
+            tf.data.Dataset.from_tensor_slices((x, y))).batch(100)
+        history = model.fit(train, epochs=3, verbose=0,
+                            callbacks=[keras_sb.StaleSelection(staleness=3)])
+        assert np.diff([0] + history.history["backprops"]).tolist() == [0, 0, 1024]
+        loss = history.history["loss"]
+        assert np.isfinite(loss[0]) and np.isnan(loss[1]) and np.isfinite(loss[2])
+
     def test_learns_with_xla(self, digits):
         x, y, x_test, y_test = digits
         model = compile_model(keras_sb.SelectiveBackpropModel(

@@ -148,6 +148,12 @@ def _check_name(name):
 
 def _as_folder(path, extract_dir):
     """The dataset folder at `path`, extracting `path` if it is an archive."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise ValueError(
+            "`path` must be a dataset folder or a .tar(.xz/.gz) archive of "
+            f"one. Received: path={path!r}"
+        )
+    path = os.fspath(path)
     if os.path.isdir(path):
         return path
     if not os.path.isfile(path) or not path.endswith(_ARCHIVE_SUFFIXES):
@@ -185,10 +191,18 @@ def _split_folder(split, folder):
 
 
 def _class_names(name, directory):
-    """Class folder names of `directory`, in label order."""
-    class_names = DATASETS[name][2]
+    """Class folder names of `directory`, in label order (numbered folders
+    in the order of their numbers, others in the order of their names)."""
+    _, classes, class_names = DATASETS[name]
     found = sorted(os.listdir(directory))
     if class_names is None:
+        if len(found) != classes:
+            raise ValueError(
+                f"{name} has {classes} classes, but {directory!r} has "
+                f"{len(found)} class folders: {found[:12]}"
+            )
+        if all(folder.isdigit() for folder in found):
+            return sorted(found, key=int)
         return found
     if sorted(class_names) != found:
         raise ValueError(

@@ -94,9 +94,34 @@ class TestLocalCopy:
         folder = write_image_folder(tmp_path / "x", classes=("a", "b"))
         with pytest.raises(ValueError, match="class folders"):
             datasets.load("cifar10", "train", path=folder)
-        # CIFAR-100 and SVHN take the folder names, sorted, as classes.
-        loaded = examples(datasets.load("cifar100", "train", path=folder))
-        assert sorted({label for _, label in loaded}) == [0, 1]
+        # CIFAR-100 and SVHN take any folder names, but as many as they
+        # have classes.
+        with pytest.raises(ValueError, match="100 classes, but .* 2 class folders"):
+            datasets.load("cifar100", "train", path=folder)
+        with pytest.raises(ValueError, match="100 classes, but .* 2 class folders"):
+            datasets.load_arrays("cifar100", "train", path=folder)
+
+    def test_numbered_class_folders_in_the_order_of_their_numbers(self, tmp_path):
+        """SVHN's digits as folders 1..10: label 9 is folder '10', not the
+        second folder in the order of names."""
+        classes = tuple(str(number) for number in range(1, 11))
+        folder = write_image_folder(tmp_path / "svhn", classes=classes,
+                                    splits=("test",))
+        for loaded in (examples(datasets.load("svhn", "test", path=folder)),
+                       zip(*datasets.load_arrays("svhn", "test", path=folder))):
+            for image, label in loaded:
+                assert image[1:, 1:].min() == image[1:, 1:].max() == 20 * label
+
+    def test_path_may_be_a_pathlib_path(self, tmp_path):
+        folder = write_image_folder(tmp_path / "cifar10-jpeg", splits=("test",))
+        archive = tmp_path / "cifar10-jpeg.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(folder, arcname="cifar10-jpeg")
+        loaded = examples(datasets.load("cifar10", "test", path=archive,
+                                        extract_dir=str(tmp_path / "extracted")))
+        assert len(loaded) == 30
+        with pytest.raises(ValueError, match="Received: path=None"):
+            datasets.load_arrays("cifar10", "test", path=None)
 
     def test_missing_split(self, tmp_path):
         folder = write_image_folder(tmp_path / "x", splits=("train",))

@@ -6,7 +6,9 @@ hard-coding a loss, `per_example_loss` evaluates the model's compiled loss
 (`model.compile(loss=...)`: strings, functions or `keras.losses.Loss`
 objects, one per output, with `loss_weights`, `sample_weight` and
 `class_weight`) with each loss's batch reduction switched off, and averages
-what is left over the non-batch axes (time steps, pixels). For the default
+what is left over the non-batch axes (time steps, pixels): over the entries
+a mask leaves (a `Masking` layer's, a loss's `ignore_class`), so padding does
+not lower an example's loss. Without a mask, for the default
 `"sum_over_batch_size"` reduction the mean of the per-example values is the
 batch loss Keras reports.
 """
@@ -42,10 +44,28 @@ def _per_example(loss_fn):
                 "sparse_categorical_crossentropy` to `compile`."
             )
         if len(values.shape) > 1:
-            values = ops.mean(values, axis=tuple(range(1, len(values.shape))))
+            axes = tuple(range(1, len(values.shape)))
+            mask = _loss_mask(loss_fn, y_true, y_pred)
+            if mask is None:
+                return ops.mean(values, axis=axes)
+            # Masked entries are 0 in `values`: the mean of the others.
+            valid = ops.sum(ops.cast(mask, values.dtype), axis=axes)
+            values = ops.divide_no_nan(ops.sum(values, axis=axes), valid)
         return values
 
     return call
+
+
+def _loss_mask(loss_fn, y_true, y_pred):
+    """The mask `loss_fn` applies to its unreduced values, or None: that of
+    the predictions (`Masking`) and that of the loss (`ignore_class`), as
+    `keras.losses.Loss.__call__` combines them."""
+    masks = [keras.src.backend.get_keras_mask(y_pred),
+             keras.src.backend.get_keras_mask(loss_fn.call(y_true, y_pred))]
+    masks = [mask for mask in masks if mask is not None]
+    if not masks:
+        return None
+    return masks[0] if len(masks) == 1 else ops.logical_and(*masks)
 
 
 @contextlib.contextmanager

@@ -60,6 +60,45 @@ def test_non_batch_axes_are_averaged():
     assert per_example.mean() == pytest.approx(batch_loss, rel=1e-5)
 
 
+def test_masked_steps_do_not_count():
+    """Padding does not lower an example's loss: masked time steps (a
+    `Masking` layer, a loss's `ignore_class`) are left out of its mean, so
+    an example scores the same however much it is padded."""
+    rng = np.random.default_rng(2)
+    steps = rng.normal(size=(4, 3, 2)).astype("float32")  # 4 sequences, 3 steps.
+    labels = rng.integers(0, 3, (4, 3))
+    dense = keras.layers.Dense(3, activation="softmax")
+
+    def model(length):
+        inputs = keras.Input((length, 2))
+        outputs = dense(keras.layers.Masking(0.0)(inputs))
+        model = keras.Model(inputs, outputs)
+        model.compile(loss="sparse_categorical_crossentropy")
+        return model
+
+    short, padded = model(3), model(8)
+    x_padded = np.concatenate([steps, np.zeros((4, 5, 2), "float32")], axis=1)
+    y_padded = np.concatenate([labels, np.zeros((4, 5), labels.dtype)], axis=1)
+    compiled_loss(short, labels, short(steps))  # Builds the compiled losses.
+    compiled_loss(padded, y_padded, padded(x_padded))
+    unpadded = scoring.per_example_loss(short._compile_loss, labels, short(steps))
+    with_padding = scoring.per_example_loss(padded._compile_loss, y_padded,
+                                            padded(x_padded))
+    np.testing.assert_allclose(numpy(with_padding), numpy(unpadded), rtol=1e-5)
+
+    # `ignore_class`: the mean over the other steps.
+    inputs = keras.Input((3, 2))
+    ignoring = keras.Model(inputs, dense(inputs))
+    ignoring.compile(loss=keras.losses.SparseCategoricalCrossentropy(ignore_class=-1))
+    y_pred = ignoring(steps)
+    ignored = labels.copy()
+    ignored[:, 1:] = -1  # One step left of each example.
+    compiled_loss(ignoring, ignored, y_pred)
+    per_example = scoring.per_example_loss(ignoring._compile_loss, ignored, y_pred)
+    expected = -np.log(numpy(y_pred)[np.arange(4), 0, labels[:, 0]])
+    np.testing.assert_allclose(numpy(per_example), expected, rtol=1e-5)
+
+
 def test_multi_output_sums_weighted_losses_and_leaves_trackers_alone():
     inputs = keras.Input((4,))
     a = keras.layers.Dense(3, activation="softmax", name="a")(inputs)

@@ -359,6 +359,15 @@ class SelectiveBackpropModel(keras.Model):
             self._scoring_batch_size, x = data_utils.peek_generator(x)
         else:
             self._scoring_batch_size = data_utils.batch_size_of(x, batch_size)
+        if (self._scoring_batch_size is not None
+                and self._scoring_batch_size > self.history_size):
+            # A batch's losses join the history before they are ranked
+            # against it: the history must hold a whole batch.
+            raise ValueError(
+                f"`history_size` must be at least the batch size "
+                f"({self._scoring_batch_size}). Received: "
+                f"history_size={self.history_size}"
+            )
         if self.backprop_batch_size is None:
             self._fit_batch_size = self._scoring_batch_size
         window = SelectionWindow(self._start, self._end)
@@ -578,6 +587,26 @@ class SelectiveBackpropModel(keras.Model):
         *state, data = args
         data, _ = data_utils.split_example_ids(data)
         return super().predict_step(*state, data)
+
+    def reset_queue(self):
+        """Discards the selected examples waiting for a backward step.
+
+        They stay queued from one `fit` to the next (and in saved models);
+        discard them when they should not be trained on, e.g. after
+        `TerminateOnNaN` stopped a `fit` on bad data.
+
+        Returns:
+            The number of examples discarded.
+
+        Example:
+
+        ```python
+        model.set_weights(good_weights)  # Undo the NaN step.
+        model.reset_queue()  # The bad examples were queued too.
+        model.fit(clean_data)
+        ```
+        """
+        return self.selection_state.clear_queue()
 
     def reset_metrics(self):
         super().reset_metrics()

@@ -200,7 +200,7 @@ class SelectionState(keras.layers.Layer):
         batch_rows = capacity if batch_rows is None else batch_rows
         signature = [(tuple(shape), dtype) for shape, dtype in signature]
         if self.queue:
-            pending = int(self.queue_size.numpy())
+            pending = self.clear_queue()
             if pending:
                 warnings.warn(
                     f"{pending} selected examples were still waiting for a "
@@ -211,7 +211,6 @@ class SelectionState(keras.layers.Layer):
                 )
             for buffer in self.queue:
                 self._untrack_variable(buffer)
-            self.queue_size.assign(0)
         self.queue = [
             self._add_state_variable(0, shape=(capacity,) + shape, dtype=dtype,
                                      name=f"queue_{index}")
@@ -321,6 +320,16 @@ class SelectionState(keras.layers.Layer):
         """Starts the per-epoch counters (`selected_fraction`) afresh."""
         self.epoch_scored.assign(0)
         self.epoch_selected.assign(0)
+
+    def clear_queue(self):
+        """Empties the queue (of every replica); returns how many examples
+        it held."""
+        copies = _replica_copies(self.queue_size)
+        discarded = sum(int(np.asarray(copy)) for copy in copies)
+        self.queue_size.assign(0)
+        for copy in copies[1:]:
+            copy.assign(0)
+        return discarded
 
 
 def _replica_copies(variable):

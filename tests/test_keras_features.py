@@ -395,6 +395,26 @@ class TestNonFiniteLosses:
         # train on them.
         assert model.selection_state.counters()["queue_size"] >= 3
 
+    def test_reset_queue_discards_the_examples_of_a_stopped_fit(self, digits):
+        """NaN examples are selected and may still be queued when
+        `TerminateOnNaN` stops the fit; `reset_queue` drops them, so that
+        training from restored weights on clean data stays finite."""
+        x, y, _, _ = digits
+        model = regression_model(beta=1.0, backprop_batch_size=64)
+        good = model.get_weights()
+        bad = x.copy()
+        bad[[3, 5]] = np.nan
+        model.fit(bad[:48], y[:48], batch_size=16, verbose=0,
+                  callbacks=[keras.callbacks.TerminateOnNaN()])
+        queued = model.selection_state.counters()["queue_size"]
+        assert queued > 0
+        assert model.reset_queue() == queued
+        assert model.selection_state.counters()["queue_size"] == 0
+        model.set_weights(good)
+        history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
+        assert np.isfinite(history.history["loss"]).all()
+        assert all(np.isfinite(w).all() for w in model.get_weights())
+
     def test_terminate_on_nan_still_works(self, digits):
         x, y, _, _ = digits
         targets = y.astype("float32")
@@ -429,6 +449,16 @@ class TestBadInput:
     def test_invalid_options(self, kwargs, message):
         with pytest.raises(ValueError, match=message):
             keras_sb.SelectiveBackpropModel(*mlp(), **kwargs)
+
+    def test_history_must_hold_a_batch(self, digits):
+        """Each batch's losses join the history before they are ranked: a
+        smaller history would rank most of them against others only."""
+        x, y, _, _ = digits
+        model = compile_model(selective(beta=1.0, history_size=50))
+        with pytest.raises(ValueError, match="at least the batch size .100.. "
+                                             "Received: history_size=50"):
+            model.fit(x, y, batch_size=100, verbose=0)
+        model.fit(x, y, batch_size=50, verbose=0)
 
     def test_a_fit_without_a_backward_step_warns(self, digits):
         """A backprop batch larger than what a fit selects: nothing trains,
@@ -594,7 +624,7 @@ class TestBuilding:
                 return {**super().get_config(), "units": self.units}
 
         custom_objects = {"Fixed": Fixed, "Open": Open}
-        for model in (Fixed(), Open(units=8, beta=1.0, history_size=50, start=0)):
+        for model in (Fixed(), Open(units=8, beta=1.0, history_size=500, start=0)):
             compile_model(model).fit(x, y, batch_size=100, epochs=1, verbose=0)
             path = os.path.join(tmp_path, f"{model.name}.keras")
             model.save(path)

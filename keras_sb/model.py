@@ -118,7 +118,7 @@ class SelectiveBackpropModel(keras.Model):
             paper's rule, e.g. `UniformSubset` or `LossProportional`. Not
             combinable with `beta`, `min_probability` or `target_fraction`.
         history_size: number of recent losses that percentiles are taken
-            over (1024 in the paper), `>= 1`.
+            over (1024 in the paper), at least the batch size of `fit`.
         backprop_batch_size: examples per backward step. Defaults to the
             batch size of the first `fit` (its `batch_size` argument, or the
             batch size of the dataset).

@@ -460,6 +460,12 @@ def _first_leaf(structure):
     return leaves[0] if leaves else None
 
 
+def _size_of_batch(batch):
+    """Number of examples in a batch (None for a structure of no tensors)."""
+    leaf = _first_leaf(batch)
+    return None if leaf is None else int(leaf.shape[0])
+
+
 def peek_generator(generator):
     """The batch size of a Python generator's first batch, without losing it.
 
@@ -479,8 +485,7 @@ def peek_generator(generator):
         yield first
         yield from generator
 
-    leaf = _first_leaf(first)
-    return (None if leaf is None else int(leaf.shape[0])), batches()
+    return _size_of_batch(first), batches()
 
 
 def batch_size_of(x, batch_size=None):
@@ -499,14 +504,13 @@ def batch_size_of(x, batch_size=None):
     if batch_size is not None:
         return int(batch_size)
     if isinstance(x, keras.utils.PyDataset):
-        leaf = _first_leaf(x[0])
-        return None if leaf is None else int(leaf.shape[0])
+        return _size_of_batch(x[0])
     if _is_tf_dataset(x):
         leaf = _first_leaf(x.element_spec)
         if leaf is not None and leaf.shape.rank and leaf.shape[0] is not None:
             return int(leaf.shape[0])
         for element in x.take(1):  # The batch dimension is dynamic: peek.
-            return int(_first_leaf(element).shape[0])
+            return _size_of_batch(element)
         return None
     leaf = _first_leaf(x)
     if leaf is not None and hasattr(leaf, "shape") and len(leaf.shape):

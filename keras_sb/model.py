@@ -890,8 +890,13 @@ class SelectiveBackpropModel(keras.Model):
         loss_count = loss_count + ops.sum(ops.cast(finite, "float32"))
         return table, loss_sum, loss_count
 
+    # Set when the selective step is traced (or run eagerly): a subclass's
+    # `train_step` that does not call `super().train_step` never sets it.
+    _selective_step_used = False
+
     def train_step(self, *args):
         # TensorFlow: `train_step(data)`; JAX: `train_step(state, data)`.
+        self._selective_step_used = True
         return backend.train_step(self, *args)
 
     def _selective_train_step(self, data):
@@ -1230,6 +1235,17 @@ class SelectionWindow(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         state = self.model.selection_state
         state.epochs_completed.assign_add(1)
+        if not self.model._selective_step_used and not self._warned_bypass:
+            self._warned_bypass = True
+            warnings.warn(
+                f"{type(self.model).__name__} overrides `train_step` without "
+                "calling `super().train_step(...)`: no example was scored or "
+                "selected this epoch, and every example was trained on as in "
+                "a plain keras.Model. Selective-Backprop runs in "
+                "SelectiveBackpropModel.train_step; to customize the loss, "
+                "compile a per-example `loss=` instead.",
+                stacklevel=2,
+            )
         dropped = int(state.dropped_examples.numpy())
         if dropped > self._dropped:
             warnings.warn(
@@ -1242,3 +1258,4 @@ class SelectionWindow(keras.callbacks.Callback):
 
     def on_train_begin(self, logs=None):
         self._dropped = int(self.model.selection_state.dropped_examples.numpy())
+        self._warned_bypass = False

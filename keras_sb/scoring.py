@@ -110,7 +110,9 @@ def per_example_loss(compile_loss, y_true, y_pred, sample_weight=None):
     if compile_loss is None:
         raise PerExampleLossError(
             "SelectiveBackpropModel selects examples by their loss, so it "
-            "needs a loss: pass `loss=` to `model.compile()`."
+            "needs a loss: pass `loss=` to `model.compile()`. It ranks "
+            "examples by that compiled loss, per example; an override of "
+            "`compute_loss` is not used for the ranking."
         )
     flat_losses = compile_loss._flat_losses
     compile_loss._flat_losses = [

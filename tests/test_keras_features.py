@@ -595,6 +595,31 @@ class TestBuilding:
         assert isinstance(keras_sb.SelectiveBackpropModel(*mlp()),
                           keras_sb.FunctionalSelectiveBackpropModel)
 
+    def test_train_step_override_that_bypasses_selection_warns(self, digits):
+        """A subclass whose `train_step` skips `super().train_step` trains
+        every example as plain Keras: `fit` says so; one that calls it
+        selects, without the warning."""
+        x, y, _, _ = digits
+
+        class Bypass(keras_sb.FunctionalSelectiveBackpropModel):
+            def train_step(self, *args):
+                return keras.Model.train_step(self, *args)
+
+        class Wraps(keras_sb.FunctionalSelectiveBackpropModel):
+            def train_step(self, *args):
+                return super().train_step(*args)
+
+        model = compile_model(Bypass(*mlp(), beta=2.0, start=0, seed=0))
+        with pytest.warns(UserWarning, match="overrides `train_step` without"):
+            model.fit(x, y, batch_size=100, epochs=1, verbose=0)
+        assert model.selection_state.counters()["scored_batches"] == 0
+        model = compile_model(Wraps(*mlp(), beta=2.0, start=0, seed=0))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("error", message=".*overrides `train_step`")
+            model.fit(x, y, batch_size=100, epochs=2, verbose=0)
+        counters = model.selection_state.counters()
+        assert 0 < counters["selected_total"] < 0.5 * 2 * len(x)
+
     def test_subclasses_save_and_load(self, digits, tmp_path):
         """A subclass that fixes its selection options in `__init__` (the
         README's) and one that takes them as arguments both load from a

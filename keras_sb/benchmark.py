@@ -89,16 +89,21 @@ def small_resnet(input_shape=(32, 32, 3), classes=10, widths=(16, 32, 64),
 
 
 def methods(betas=(1.0, 2.0, 3.0), reference_beta=2.0, stalenesses=(2, 3),
-            anneal_from=0.875):
+            anneal_from=0.875, min_probabilities=()):
     """The compared methods: name -> SelectiveBackpropModel options (None:
     plain keras.Model). A `staleness` option means training with
     `StaleSelection(staleness)` on data with example ids. The `-anneal`
     method selects until `anneal_from` of its epochs (`end=`), then trains
-    on every example, as InfoBatch anneals to the full data."""
+    on every example, as InfoBatch anneals to the full data. The `-pmin`
+    methods are the paper's rule at the reference beta with a floor
+    `min_probability` on the selection probability."""
     fraction = 1.0 / (reference_beta + 1.0)
     compared = {"plain": None}
     for beta in betas:
         compared[f"sb-beta{beta:g}"] = {"beta": float(beta)}
+    for floor in min_probabilities:
+        compared[f"sb-beta{reference_beta:g}-pmin{floor:g}"] = {
+            "beta": float(reference_beta), "min_probability": float(floor)}
     for staleness in stalenesses:
         compared[f"sb-beta{reference_beta:g}-stale{staleness}"] = {
             "beta": float(reference_beta), "staleness": int(staleness)}
@@ -583,6 +588,12 @@ def parse_args(argv=None):
     parser.add_argument("--train-size", type=int, default=None,
                         help="use the first N training images (default all)")
     parser.add_argument("--test-size", type=int, default=None)
+    parser.add_argument("--validation-size", type=int, default=None,
+                        help="evaluate on the N training images after the "
+                             "first --train-size instead of the test split "
+                             "(to choose settings without the test set); "
+                             "the accuracies called test accuracy are then "
+                             "these images'")
     parser.add_argument("--epochs", type=int, default=10)
     parser.add_argument("--selective-epochs", type=int, default=None,
                         help="epochs of every method but plain (default "
@@ -617,6 +628,11 @@ def parse_args(argv=None):
                         help="the sb-beta<reference beta>-anneal method "
                              "trains on every example from this fraction of "
                              "its epochs on")
+    parser.add_argument("--min-probabilities", type=float, nargs="*",
+                        default=[],
+                        help="add the methods sb-beta<reference beta>-pmin<P>:"
+                             " the paper's rule with the floor "
+                             "min_probability=P")
     parser.add_argument("--reference-beta", type=float, default=2.0,
                         help="beta whose backprop fraction 1/(beta+1) the "
                              "uniform and importance baselines use")
@@ -650,28 +666,57 @@ def parse_args(argv=None):
     return args
 
 
+def load_data(args):
+    """The training and evaluation sets of the parsed command line `args`:
+    `(images, labels)` arrays with `--pipeline numpy`, else unbatched
+    `tf.data.Dataset`s. The evaluation set is the test split, or with
+    `--validation-size N` the N training images after the first
+    `--train-size`, so that settings can be chosen without the test set."""
+    if args.pipeline == "numpy":
+        if args.path is None:
+            raise ValueError("--pipeline numpy reads a local copy: give --path.")
+        if args.validation_size:
+            images, labels = datasets.load_arrays(
+                args.dataset, "train", args.path,
+                limit=args.train_size + args.validation_size)
+            return ((images[:args.train_size], labels[:args.train_size]),
+                    (images[args.train_size:], labels[args.train_size:]))
+        return (datasets.load_arrays(args.dataset, "train", args.path,
+                                     limit=args.train_size),
+                datasets.load_arrays(args.dataset, "test", args.path,
+                                     limit=args.test_size))
+    if args.validation_size:
+        images = datasets.load(args.dataset, "train", args.path, args.data_dir,
+                               limit=args.train_size + args.validation_size)
+        for _ in images:  # Decode into the cache once; take/skip read it.
+            pass
+        return images.take(args.train_size), images.skip(args.train_size)
+    return (datasets.load(args.dataset, "train", args.path, args.data_dir,
+                          limit=args.train_size),
+            datasets.load(args.dataset, "test", args.path, args.data_dir,
+                          limit=args.test_size))
+
+
 def main(argv=None):
     args = parse_args(argv)
     compared = methods(args.betas, args.reference_beta, args.stalenesses,
-                       args.anneal_from)
+                       args.anneal_from, args.min_probabilities)
     if args.methods:
         compared = choose_methods(compared, args.methods)
     if "plain" not in compared and args.target is None:
         raise ValueError("Without the plain method, give --target.")
+    if args.validation_size is not None and (
+            args.validation_size < 1 or args.train_size is None):
+        raise ValueError(
+            "--validation-size takes a positive number of images and needs "
+            "--train-size (the validation images follow the training ones). "
+            f"Received: --validation-size {args.validation_size} "
+            f"--train-size {args.train_size}")
+    train, test = load_data(args)
     if args.pipeline == "numpy":
-        if args.path is None:
-            raise ValueError("--pipeline numpy reads a local copy: give --path.")
-        train = datasets.load_arrays(args.dataset, "train", args.path,
-                                     limit=args.train_size)
-        test = datasets.load_arrays(args.dataset, "test", args.path,
-                                    limit=args.test_size)
         train_examples = len(train[0])
         image_shape = tuple(train[0].shape[1:])
     else:
-        train = datasets.load(args.dataset, "train", args.path, args.data_dir,
-                              limit=args.train_size)
-        test = datasets.load(args.dataset, "test", args.path, args.data_dir,
-                             limit=args.test_size)
         train_examples = int(train.reduce(0, lambda count, _: count + 1))
         image_shape = tuple(train.element_spec[0].shape)
     config = {
@@ -688,6 +733,10 @@ def main(argv=None):
         "classes": datasets.num_classes(args.dataset),
         "target": args.target,
         "target_gap": args.target_gap,
+        "evaluated_on": (
+            f"validation: training images {args.train_size} to "
+            f"{args.train_size + args.validation_size - 1}"
+            if args.validation_size else "test split"),
         "stale_draws": args.stale_draws,
         "anneal_from": args.anneal_from,
         "widths": args.widths,

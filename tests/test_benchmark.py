@@ -144,6 +144,57 @@ def test_methods_compare_on_equal_backprop_budget():
     assert importance.reweight
 
 
+def test_min_probability_methods():
+    compared = benchmark.methods(betas=(2,), reference_beta=2, stalenesses=(),
+                                 min_probabilities=(0.05, 0.2))
+    assert compared["sb-beta2-pmin0.05"] == {"beta": 2.0,
+                                             "min_probability": 0.05}
+    assert compared["sb-beta2-pmin0.2"] == {"beta": 2.0, "min_probability": 0.2}
+    model = benchmark.build_model(compared["sb-beta2-pmin0.2"], {
+        "input_shape": (8, 8, 3), "classes": 10, "learning_rate": 0.1,
+        "jit_compile": False}, seed=0)
+    assert model.strategy.min_probability == 0.2
+
+
+PIPELINES = {"tensorflow": ["tf.data", "numpy"],
+             "jax": ["numpy"]}[keras.backend.backend()]
+
+
+@pytest.mark.parametrize("pipeline", PIPELINES)
+def test_validation_images_are_training_images_not_trained_on(tmp_path,
+                                                               pipeline):
+    """`--validation-size` evaluates on training-split images that follow
+    the first `--train-size` ones: disjoint from the trained-on images, and
+    not from the test split."""
+    folder = write_image_folder(tmp_path / "data", per_class=20, size=8,
+                                splits=("train",))
+    write_image_folder(tmp_path / "data", per_class=3, size=8, splits=("test",))
+
+    def examples(split):
+        if pipeline == "numpy":
+            return {(image.tobytes(), int(label)) for image, label in zip(*split)}
+        return {(image.numpy().tobytes(), int(label)) for image, label in split}
+
+    args = benchmark.parse_args(["--path", folder, "--pipeline", pipeline,
+                                 "--train-size", "150",
+                                 "--validation-size", "50"])
+    train, validation = benchmark.load_data(args)
+    train, validation = examples(train), examples(validation)
+    assert len(train) == 150 and len(validation) == 50
+    all_training_images = examples(benchmark.load_data(
+        benchmark.parse_args(["--path", folder, "--pipeline", pipeline]))[0])
+    assert train | validation == all_training_images
+    assert not train & validation
+
+
+@pytest.mark.parametrize("argv", [["--validation-size", "50"],
+                                  ["--train-size", "100",
+                                   "--validation-size", "0"]])
+def test_validation_size_needs_a_training_size(argv):
+    with pytest.raises(ValueError, match="--validation-size takes"):
+        benchmark.main(argv)
+
+
 def test_cosine_learning_rate_follows_the_epoch():
     schedule = benchmark.cosine_learning_rate(0.1, epochs=4)
     assert [round(schedule(e), 6) for e in range(4)] == [

@@ -10,6 +10,7 @@ XLA, mixed precision and saving keep working as in plain Keras.
 """
 
 import functools
+import sys
 import types
 import warnings
 import weakref
@@ -1159,7 +1160,33 @@ class FunctionalSelectiveBackpropModel(SelectiveBackpropModel, Functional):
     """
 
     def __init__(self, inputs, outputs, name=None, **kwargs):
+        source = _clone_source(type(self))
+        if source is not None and not set(kwargs) & set(_SELECTION_OPTIONS):
+            kwargs.update(source._selection_config())
+            kwargs["strategy"] = keras.saving.deserialize_keras_object(
+                kwargs["strategy"])
         super().__init__(inputs, outputs, name=name, **kwargs)
+
+
+def _clone_source(cls):
+    """The model that `keras.models.clone_model` is cloning into a new `cls`,
+    or None.
+
+    Keras clones a functional model by calling its class with only
+    `(inputs, outputs, name=...)`, so a clone would get the default selection
+    options, silently. This finds the model being cloned in the calling
+    frame of Keras's `_clone_functional_model` (past the `__init__` frames of
+    subclasses), so that the clone gets its options, as `get_config` would
+    give them. Relies on Keras 3.15's cloning code (a test checks it).
+    """
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_name == "__init__":
+        frame = frame.f_back
+    if (frame is None or frame.f_code.co_name != "_clone_functional_model"
+            or not frame.f_globals.get("__name__", "").startswith("keras.")):
+        return None
+    source = frame.f_locals.get("model")
+    return source if type(source) is cls else None
 
 
 @keras.saving.register_keras_serializable(package="keras_sb")

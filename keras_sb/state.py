@@ -11,6 +11,7 @@ import warnings
 
 import keras
 import numpy as np
+from keras.src.trainers.data_adapters import data_adapter_utils
 
 from keras_sb import selection
 from keras_sb.schedule import NEVER
@@ -55,12 +56,30 @@ def example_signature(leaf):
     int32, and float64 float32).
 
     Raises:
-        ValueError: if a per-example dimension is unknown.
+        ValueError: if a per-example dimension is unknown, or the data are
+            sparse or strings (the queue's buffers are dense and numeric).
     """
+    if _is_sparse(leaf):
+        raise ValueError(
+            "SelectiveBackpropModel queues selected examples in dense "
+            "buffers, so it does not take sparse inputs, targets or sample "
+            "weights. Make them dense (`tf.sparse.to_dense` mapped over a "
+            "tf.data dataset, `.toarray()` for SciPy matrices). Received: "
+            f"{type(leaf).__name__} of shape {leaf.shape}."
+        )
     if isinstance(leaf, np.ndarray):
         leaf = keras.ops.convert_to_tensor(leaf[:0])
     shape = tuple(leaf.shape)[1:]
     dtype = keras.backend.standardize_dtype(leaf.dtype)
+    if dtype == "string":
+        raise ValueError(
+            "SelectiveBackpropModel queues selected examples in numeric "
+            "buffers and cannot queue strings. Turn the strings into numbers "
+            "in the input pipeline (for example a `keras.layers.StringLookup` "
+            "mapped over the tf.data dataset, not inside the model), and drop "
+            "string features the model does not use. Received a string "
+            f"tensor of shape {leaf.shape}."
+        )
     if any(dim is None for dim in shape):
         raise ValueError(
             "SelectiveBackpropModel queues selected examples in fixed-size "
@@ -69,6 +88,17 @@ def example_signature(leaf):
             f"to a fixed length. Received a tensor of shape {leaf.shape}."
         )
     return shape, dtype
+
+
+def _is_sparse(leaf):
+    """Whether `leaf` is a sparse tensor, its spec or a sparse KerasTensor."""
+    return bool(
+        getattr(leaf, "sparse", False) is True
+        or type(leaf).__name__ == "SparseTensorSpec"
+        or data_adapter_utils.is_tensorflow_sparse(leaf)
+        or data_adapter_utils.is_jax_sparse(leaf)
+        or data_adapter_utils.is_scipy_sparse(leaf)
+    )
 
 
 class SelectionState(keras.layers.Layer):

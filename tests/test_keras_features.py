@@ -520,7 +520,65 @@ class TestBadInput:
             model.fit(dataset, verbose=0)
 
 
+    def test_sparse_data_get_a_clear_error(self):
+        inputs = keras.Input((8,), sparse=True)
+        model = keras_sb.SelectiveBackpropModel(
+            inputs, keras.layers.Dense(3, activation="softmax")(inputs), start=0)
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        x = np.eye(32, 8, dtype="float32")
+        y = np.arange(32) % 3
+        if keras.backend.backend() == "tensorflow":
+            data = {"x": tf.data.Dataset.from_tensor_slices(
+                (tf.sparse.from_dense(x), y)).batch(8)}
+        else:
+            scipy_sparse = pytest.importorskip("scipy.sparse")
+            data = {"x": scipy_sparse.csr_matrix(x), "y": y, "batch_size": 8}
+        with pytest.raises(ValueError, match="does not take sparse inputs"):
+            model.fit(**data, verbose=0)
+
+    @pytest.mark.skipif(keras.backend.backend() != "tensorflow",
+                        reason="string tensors are TensorFlow's")
+    def test_string_inputs_get_a_clear_error(self):
+        text = keras.Input((1,), dtype="string")
+        ids = keras.layers.StringLookup(vocabulary=["a", "b"])(text)
+        model = keras_sb.SelectiveBackpropModel(
+            text, keras.layers.Dense(3, activation="softmax")(
+                keras.layers.Flatten()(ids)), start=0)
+        model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy")
+        data = tf.data.Dataset.from_tensor_slices(
+            (np.array([["a"], ["b"]] * 8), np.arange(16) % 3)).batch(4)
+        with pytest.raises(ValueError, match="cannot queue strings"):
+            model.fit(data, verbose=0)
+
+
 class TestBuilding:
+    def test_clone_model_keeps_the_selection_options(self):
+        """`keras.models.clone_model` gives new layers and the same options
+        (Keras calls a functional class with inputs and outputs only)."""
+
+        class Net(keras_sb.FunctionalSelectiveBackpropModel):
+            pass
+
+        options = {"strategy": keras_sb.strategies.UniformSubset(0.25),
+                   "history_size": 512, "backprop_batch_size": 16,
+                   "start": 0, "end": 100, "seed": 7}
+        for cls in (keras_sb.SelectiveBackpropModel, Net):
+            model = cls(*mlp(), **options)
+            clone = keras.models.clone_model(model)
+            assert type(clone) is type(model)
+            config, cloned = model.get_config(), clone.get_config()
+            assert {k: cloned[k] for k in options} == {
+                k: config[k] for k in options}
+            assert isinstance(clone.strategy, keras_sb.strategies.UniformSubset)
+            assert clone.strategy is not model.strategy
+            assert not {id(v) for v in clone.weights} & {
+                id(v) for v in model.weights}
+        paper = keras_sb.SelectiveBackpropModel(*mlp(), beta=1.0, start=0)
+        assert keras.models.clone_model(paper).strategy.get_config() == {
+            "beta": 1.0, "min_probability": 0.0}
+        # A new model in the user's code still gets its own (default) options.
+        assert keras_sb.SelectiveBackpropModel(*mlp()).start == "1ep"
+
     def test_from_sequential(self, digits):
         x, y, _, _ = digits
         sequential = keras.Sequential([keras.Input((64,)),

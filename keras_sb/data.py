@@ -158,8 +158,10 @@ def keep_example_ids(fn):
     ```
     """
 
-    def apply(element):
-        data, example_id = split_example_ids(element)
+    def apply(*element):
+        # tf.data passes a tuple element as separate arguments.
+        data, example_id = split_example_ids(
+            element[0] if len(element) == 1 else element)
         if example_id is None:
             raise ValueError(
                 "`keep_example_ids(fn)` maps elements made by "
@@ -598,7 +600,13 @@ def training_pipeline(dataset, batch_size, augment=True, shuffle_buffer=10_000,
     """
     tf = require_tensorflow("keras_sb.data.training_pipeline")
 
-    _check_batch_size(batch_size)
+    batch_size = _check_batch_size(batch_size)
+    if has_example_ids(dataset.element_spec):
+        raise ValueError(
+            "`training_pipeline` gives the examples their ids itself: pass "
+            "the dataset without `with_example_ids`, and `example_ids=True`."
+        )
+    _check_image_pairs(dataset, "training_pipeline")
     example_ids = example_ids or stale_model is not None
     wrap = keep_example_ids if example_ids else (lambda fn: fn)
     if example_ids:
@@ -635,7 +643,10 @@ def evaluation_pipeline(dataset, batch_size, autotune=False):
     """
     tf = require_tensorflow("keras_sb.data.evaluation_pipeline")
 
-    _check_batch_size(batch_size)
+    batch_size = _check_batch_size(batch_size)
+    if has_example_ids(dataset.element_spec):  # Evaluation needs no ids.
+        dataset = dataset.map(lambda element: element[DATA_KEY])
+    _check_image_pairs(dataset, "evaluation_pipeline")
     return _scale_and_prefetch(
         dataset.batch(batch_size, num_parallel_calls=tf.data.AUTOTUNE),
         autotune)
@@ -652,9 +663,33 @@ def _scale_and_prefetch(batches, autotune, wrap=lambda fn: fn):
 
 
 def _check_batch_size(batch_size):
-    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+    """`batch_size` as a Python int, or a ValueError."""
+    from keras_sb.selection import is_integer
+
+    if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(
             f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}"
+        )
+    return int(batch_size)
+
+
+def _check_image_pairs(dataset, what):
+    """Raises a ValueError unless `dataset` holds single `(uint8 image,
+    label)` pairs, images of shape `(height, width, channels)`."""
+    spec = dataset.element_spec
+    if (not isinstance(spec, tuple) or len(spec) != 2
+            or spec[0].shape.rank != 3):
+        raise ValueError(
+            f"`{what}` takes an unbatched dataset of `(image, label)` pairs, "
+            "images of shape `(height, width, channels)`; it batches them "
+            f"itself. Received elements: {spec}"
+        )
+    if spec[0].dtype.name != "uint8":
+        # They are scaled by 1/255: images already scaled would be scaled
+        # twice.
+        raise ValueError(
+            f"The images must be uint8 (0-255); `{what}` scales them to "
+            f"[0, 1]. Received: images of dtype {spec[0].dtype.name}"
         )
 
 
@@ -719,20 +754,29 @@ class ArrayPipeline(keras.utils.PyDataset):
                  stale_model=None):
         super().__init__(workers=workers, use_multiprocessing=False,
                          max_queue_size=2 * workers)
-        _check_batch_size(batch_size)
-        if len(images) != len(labels):
+        from keras_sb.selection import is_integer
+
+        batch_size = _check_batch_size(batch_size)
+        images, labels = np.asarray(images), np.asarray(labels)
+        if images.ndim != 4 or labels.ndim < 1 or len(images) != len(labels):
             raise ValueError(
-                "`images` and `labels` must have the same length. Received: "
-                f"{len(images)} images and {len(labels)} labels."
+                "`images` must be an array `(n, height, width, channels)` and "
+                "`labels` an array of `n` labels. Received: images of shape "
+                f"{images.shape} and labels of shape {labels.shape}."
             )
-        dtype = np.asarray(images[:0]).dtype
-        if dtype != np.uint8:
+        if images.dtype != np.uint8:
             # They are scaled by 1/255: images already scaled would be
             # scaled twice.
             raise ValueError(
                 "`images` must be uint8 (0-255); ArrayPipeline scales them to "
-                f"[0, 1]. Received: images of dtype {dtype}"
+                f"[0, 1]. Received: images of dtype {images.dtype}"
             )
+        if not is_integer(padding) or padding < 0:
+            raise ValueError(
+                f"`padding` must be an int >= 0. Received: padding={padding!r}"
+            )
+        if seed is not None and not is_integer(seed):
+            raise ValueError(f"`seed` must be None or an int. Received: seed={seed!r}")
         self.images = images
         self.labels = labels
         self.batch_size = batch_size

@@ -32,6 +32,9 @@ DATASETS = {
 }
 SPLITS = ("train", "test")
 _ARCHIVE_SUFFIXES = (".tar.xz", ".tar.gz", ".tgz", ".tar")
+# Image files of a local copy (those `keras.utils.image_dataset_from_directory`
+# reads).
+_IMAGE_SUFFIXES = (".bmp", ".gif", ".jpeg", ".jpg", ".png")
 
 
 def num_classes(name):
@@ -50,7 +53,9 @@ def load(name, split, path=None, data_dir=None, extract_dir=None, limit=None):
         data_dir: TFDS data directory (when `path` is None).
         limit: keep only the first `limit` examples (None: all). The
             examples of a local copy come in a fixed shuffled order, so any
-            prefix holds every class.
+            prefix holds every class; it is the order of `load_arrays`, the
+            same in every pass and process (example ids stay attached to
+            the same images).
         extract_dir: where an archive is extracted (once). Defaults to
             `~/.keras/datasets/<archive name>` (`$KERAS_HOME/datasets/...`).
 
@@ -69,12 +74,13 @@ def load(name, split, path=None, data_dir=None, extract_dir=None, limit=None):
     """
     _check_name(name)
     _check_split(split)
+    _check_limit(limit)
     if path is not None:
-        dataset = _load_folder(name, split, _as_folder(path, extract_dir))
+        dataset = _load_folder(name, split, _as_folder(path, extract_dir), limit)
     else:
         dataset = _load_tfds(name, split, data_dir)
-    if limit is not None:
-        dataset = dataset.take(limit)
+        if limit is not None:
+            dataset = dataset.take(limit)
     return dataset.cache()
 
 
@@ -110,27 +116,16 @@ def load_arrays(name, split, path, extract_dir=None, limit=None):
     import numpy as np
     from PIL import Image
 
-    _check_name(name)
-    _check_split(split)
-    directory = _split_folder(split, _as_folder(path, extract_dir))
-    class_names = _class_names(name, directory)
-    files, labels = [], []
-    for label, class_name in enumerate(class_names):
-        class_folder = os.path.join(directory, class_name)
-        for file in sorted(os.listdir(class_folder)):
-            files.append(os.path.join(class_folder, file))
-            labels.append(label)
-    order = np.random.default_rng(0).permutation(len(files))
-    if limit is not None:
-        order = order[:limit]
+    files, labels = _files_and_labels(name, split,
+                                      _as_folder(path, extract_dir), limit)
 
     def decode(file):
         with Image.open(file) as image:
             return np.asarray(image.convert("RGB"))
 
     with concurrent.futures.ThreadPoolExecutor(os.cpu_count()) as pool:
-        images = list(pool.map(decode, [files[i] for i in order], chunksize=256))
-    return np.stack(images), np.asarray(labels, dtype="int32")[order]
+        images = list(pool.map(decode, files, chunksize=256))
+    return np.stack(images), labels
 
 
 def _check_split(split):
@@ -212,30 +207,55 @@ def _class_names(name, directory):
     return class_names
 
 
-def _load_folder(name, split, folder):
-    import keras
+def _files_and_labels(name, split, folder, limit=None):
+    """The image files of a split of a local copy and their int32 labels, in
+    a fixed shuffled order (seed 0, so that classes are mixed and any prefix
+    holds every class), the first `limit` of them. `load` and `load_arrays`
+    share it: the same position is the same image in both, in every process
+    (example ids are positions)."""
+    import numpy as np
 
+    _check_name(name)
+    _check_split(split)
+    _check_limit(limit)
+    directory = _split_folder(split, folder)
+    files, labels = [], []
+    for label, class_name in enumerate(_class_names(name, directory)):
+        class_folder = os.path.join(directory, class_name)
+        for file in sorted(os.listdir(class_folder)):
+            if file.lower().endswith(_IMAGE_SUFFIXES):
+                files.append(os.path.join(class_folder, file))
+                labels.append(label)
+    order = np.random.default_rng(0).permutation(len(files))[:limit]
+    return [files[i] for i in order], np.asarray(labels, "int32")[order]
+
+
+def _check_limit(limit):
+    from keras_sb.selection import is_integer
+
+    if limit is not None and (not is_integer(limit) or limit < 1):
+        raise ValueError(
+            f"`limit` must be None or an int >= 1. Received: limit={limit!r}"
+        )
+
+
+def _load_folder(name, split, folder, limit):
     from keras_sb.data import require_tensorflow
 
     tf = require_tensorflow("keras_sb.datasets.load")
 
-    directory = _split_folder(split, folder)
-    class_names = _class_names(name, directory)
-    first_class = os.path.join(directory, class_names[0])
-    first_file = os.path.join(first_class, sorted(os.listdir(first_class))[0])
+    files, labels = _files_and_labels(name, split, folder, limit)
     height, width = tf.io.decode_image(
-        tf.io.read_file(first_file), channels=3, expand_animations=False
+        tf.io.read_file(files[0]), channels=3, expand_animations=False
     ).shape[:2]
-    # Files in a fixed shuffled order (seed 0), so that classes are mixed.
-    dataset = keras.utils.image_dataset_from_directory(
-        directory, class_names=list(class_names), batch_size=None,
-        shuffle=True, seed=0, verbose=False, image_size=(height, width),
-    )
-    return dataset.map(
-        lambda image, label: (tf.cast(tf.round(image), tf.uint8),
-                              tf.cast(label, tf.int32)),
-        num_parallel_calls=tf.data.AUTOTUNE,
-    )
+
+    def decode(file, label):
+        image = tf.io.decode_image(tf.io.read_file(file), channels=3,
+                                   expand_animations=False)
+        return tf.ensure_shape(image, (height, width, 3)), label
+
+    return tf.data.Dataset.from_tensor_slices((files, labels)).map(
+        decode, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True)
 
 
 def _load_tfds(name, split, data_dir):

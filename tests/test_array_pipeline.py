@@ -88,13 +88,27 @@ class TestArrayPipeline:
                             epochs=2, verbose=0)
         assert len(history.history["loss"]) == 2
 
+    def test_lists_and_numpy_integers_are_accepted(self):
+        images = [np.full((2, 2, 3), i, "uint8") for i in range(4)]
+        pipeline = data.ArrayPipeline(images, [0, 1, 2, 3], np.int64(2),
+                                      shuffle=False, augment=False)
+        x, y = pipeline[1]
+        assert x.shape == (2, 2, 2, 3) and y.tolist() == [2, 3]
+        np.testing.assert_allclose(x[:, 0, 0, 0], [2 / 255, 3 / 255])
+
     @pytest.mark.parametrize("batch_size", [0, 2.5, None])
     def test_bad_arguments(self, batch_size):
         images = np.zeros((4, 2, 2, 3), "uint8")
         with pytest.raises(ValueError, match="Received: batch_size="):
             data.ArrayPipeline(images, np.zeros(4), batch_size)
-        with pytest.raises(ValueError, match="same length"):
-            data.ArrayPipeline(images, np.zeros(3), 2)
+        for bad_images, bad_labels in ((images, np.zeros(3)),
+                                       (images[0], np.zeros(2))):
+            with pytest.raises(ValueError, match="Received: images of shape"):
+                data.ArrayPipeline(bad_images, bad_labels, 2)
+        with pytest.raises(ValueError, match="Received: padding=-1"):
+            data.ArrayPipeline(images, np.zeros(4), 2, padding=-1)
+        with pytest.raises(ValueError, match="Received: seed='a'"):
+            data.ArrayPipeline(images, np.zeros(4), 2, seed="a")
         with pytest.raises(IndexError):
             data.ArrayPipeline(images, np.zeros(4), 2)[2]
         # Images scaled already would be scaled twice.

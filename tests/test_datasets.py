@@ -3,6 +3,7 @@
 import os
 import tarfile
 
+import keras
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -71,6 +72,30 @@ class TestLocalCopy:
         again = [label for _, label in examples(
             datasets.load("cifar10", "train", path=folder, limit=12))]
         assert len(first) == 12 and first == again
+
+    def test_same_order_as_load_arrays_in_every_pass(self, tmp_path):
+        """Example ids are positions: a position is the same image in both
+        loaders, also when the first pass stopped early (the cache was not
+        filled) and after a global seed was set."""
+        folder = write_image_folder(tmp_path / "cifar")
+        keras.utils.set_random_seed(5)
+        dataset = datasets.load("cifar10", "train", path=folder)
+        for _ in dataset.take(3):  # A partial first pass.
+            pass
+        loaded = examples(dataset)
+        images, labels = datasets.load_arrays("cifar10", "train", folder)
+        assert [label for _, label in loaded] == labels.tolist()
+        np.testing.assert_array_equal(np.stack([i for i, _ in loaded]), images)
+        again = examples(dataset)  # From the cache.
+        assert [label for _, label in again] == labels.tolist()
+        np.testing.assert_array_equal(np.stack([i for i, _ in again]), images)
+
+    @pytest.mark.parametrize("limit", [0, -1, "5", 2.5])
+    def test_bad_limit(self, tmp_path, limit):
+        folder = write_image_folder(tmp_path / "cifar")
+        for load in (datasets.load, datasets.load_arrays):
+            with pytest.raises(ValueError, match="Received: limit="):
+                load("cifar10", "train", path=folder, limit=limit)
 
     def test_archive_is_extracted_once(self, tmp_path):
         folder = write_image_folder(tmp_path / "cifar10-jpeg")
@@ -187,19 +212,38 @@ class TestPipeline:
         np.testing.assert_allclose(x.numpy(), images / 255.0, rtol=1e-6)
         assert y.numpy().tolist() == list(range(10))
 
+    def test_data_the_pipelines_cannot_take(self):
+        """Float images would be scaled a second time, batched data would be
+        batched again: clear errors. Ids are dropped for evaluation."""
+        images = np.zeros((4, 2, 2, 3), "uint8")
+        pairs = tf.data.Dataset.from_tensor_slices((images, np.arange(4)))
+        scaled = tf.data.Dataset.from_tensor_slices((images / 255, np.arange(4)))
+        for make in (data.training_pipeline, data.evaluation_pipeline):
+            with pytest.raises(ValueError, match="dtype float64"):
+                make(scaled, 2)
+            with pytest.raises(ValueError, match="unbatched dataset"):
+                make(pairs.batch(2), 2)
+        with pytest.raises(ValueError, match="`example_ids=True`"):
+            data.training_pipeline(data.with_example_ids(pairs), 2)
+        x, y = next(iter(data.evaluation_pipeline(
+            data.with_example_ids(pairs), 4)))
+        assert x.shape == (4, 2, 2, 3) and y.numpy().tolist() == [0, 1, 2, 3]
+        with pytest.raises(ValueError, match="this element has no ids"):
+            pairs.map(data.keep_example_ids(lambda image, label: (image, label)))
+
     def test_autotuning_is_off_unless_asked_for(self):
         # Autotuning delayed the first batch of 8 of 12 epochs on 2 cores
         # (benchmarks/pipeline_stall.py).
-        dataset = tf.data.Dataset.from_tensor_slices((np.zeros((4, 2, 2, 3)),
-                                                      np.zeros(4)))
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (np.zeros((4, 2, 2, 3), "uint8"), np.zeros(4)))
         for make in (data.training_pipeline, data.evaluation_pipeline):
             assert make(dataset, 2).options().autotune.enabled is False
             assert make(dataset, 2, autotune=True).options().autotune.enabled
 
     @pytest.mark.parametrize("batch_size", [0, -1, 2.5, None, True])
     def test_bad_batch_size(self, batch_size):
-        dataset = tf.data.Dataset.from_tensor_slices((np.zeros((4, 2, 2, 3)),
-                                                      np.zeros(4)))
+        dataset = tf.data.Dataset.from_tensor_slices(
+            (np.zeros((4, 2, 2, 3), "uint8"), np.zeros(4)))
         with pytest.raises(ValueError, match="Received: batch_size="):
             data.training_pipeline(dataset, batch_size)
         with pytest.raises(ValueError, match="Received: batch_size="):

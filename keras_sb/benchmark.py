@@ -40,6 +40,7 @@ import numpy as np
 from keras_sb import data as data_utils
 from keras_sb import datasets
 from keras_sb import strategies
+from keras_sb.cli import positive_int
 from keras_sb.model import SelectiveBackpropModel
 from keras_sb.stale import StaleSelection
 
@@ -585,23 +586,23 @@ def parse_args(argv=None):
     parser.add_argument("--path", default=None,
                         help="local copy (folder or .tar.xz); default: TFDS")
     parser.add_argument("--data-dir", default=None, help="TFDS data dir")
-    parser.add_argument("--train-size", type=int, default=None,
+    parser.add_argument("--train-size", type=positive_int, default=None,
                         help="use the first N training images (default all)")
-    parser.add_argument("--test-size", type=int, default=None)
-    parser.add_argument("--validation-size", type=int, default=None,
+    parser.add_argument("--test-size", type=positive_int, default=None)
+    parser.add_argument("--validation-size", type=positive_int, default=None,
                         help="evaluate on the N training images after the "
                              "first --train-size instead of the test split "
                              "(to choose settings without the test set); "
                              "the accuracies called test accuracy are then "
                              "these images'")
-    parser.add_argument("--epochs", type=int, default=10)
-    parser.add_argument("--selective-epochs", type=int, default=None,
+    parser.add_argument("--epochs", type=positive_int, default=10)
+    parser.add_argument("--selective-epochs", type=positive_int, default=None,
                         help="epochs of every method but plain (default "
                              "--epochs), to compare at equal wall-clock time")
     parser.add_argument("--methods", nargs="+", default=None,
                         help="run only these methods (e.g. plain sb-beta2 "
                              "uniform); without plain, give --target")
-    parser.add_argument("--batch-size", type=int, default=128)
+    parser.add_argument("--batch-size", type=positive_int, default=128)
     parser.add_argument("--no-augment", dest="augment", action="store_false",
                         help="train without the random crop and flip (a "
                              "network that can fit its training set)")
@@ -609,7 +610,7 @@ def parse_args(argv=None):
     parser.add_argument("--widths", type=int, nargs="+", default=[16, 32, 64],
                         help="channels per ResNet stage (ResNet-18 class: "
                              "64 128 256 512 with --blocks 2)")
-    parser.add_argument("--blocks", type=int, default=1,
+    parser.add_argument("--blocks", type=positive_int, default=1,
                         help="basic blocks per stage")
     parser.add_argument("--batch-norm-momentum", type=float, default=0.99)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
@@ -705,13 +706,11 @@ def main(argv=None):
         compared = choose_methods(compared, args.methods)
     if "plain" not in compared and args.target is None:
         raise ValueError("Without the plain method, give --target.")
-    if args.validation_size is not None and (
-            args.validation_size < 1 or args.train_size is None):
+    if args.validation_size is not None and args.train_size is None:
         raise ValueError(
-            "--validation-size takes a positive number of images and needs "
-            "--train-size (the validation images follow the training ones). "
-            f"Received: --validation-size {args.validation_size} "
-            f"--train-size {args.train_size}")
+            "--validation-size needs --train-size (the validation images "
+            "follow the training ones). Received: --validation-size "
+            f"{args.validation_size} without --train-size")
     train, test = load_data(args)
     if args.pipeline == "numpy":
         train_examples = len(train[0])

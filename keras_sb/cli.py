@@ -13,6 +13,18 @@ COMMANDS = {
 }
 
 
+def positive_int(text):
+    """An argparse type: an int >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be an int >= 1. Received: {text!r}")
+    return value
+
+
 def main(argv=None):
     """Entry point of the `keras-sb` console script."""
     argv = sys.argv[1:] if argv is None else list(argv)

@@ -15,6 +15,7 @@ import time
 import keras
 
 import keras_sb
+from keras_sb.cli import positive_int
 
 
 def network():
@@ -56,9 +57,9 @@ def train(model, data, args):
 def main(argv=None):
     parser = argparse.ArgumentParser(prog="keras-sb demo",
                                      description=__doc__.split("\n\n")[0])
-    parser.add_argument("--epochs", type=int, default=40,
+    parser.add_argument("--epochs", type=positive_int, default=40,
                         help="epochs of each model (default 40)")
-    parser.add_argument("--batch-size", type=int, default=128,
+    parser.add_argument("--batch-size", type=positive_int, default=128,
                         help="batch size, also the backprop batch size "
                              "(default 128)")
     parser.add_argument("--beta", type=float, default=2.0,

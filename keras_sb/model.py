@@ -126,7 +126,8 @@ class SelectiveBackpropModel(keras.Model):
         start: when selection starts; before it, every example is trained on.
             An int (steps, i.e. training batches over the model's life), a
             string like `"1ep"` (epochs over the model's life), or a float in
-            `[0, 1]` (fraction of the epochs of the current `fit`). Defaults
+            `[0, 1]` (fraction of the current `fit`'s `epochs`, which Keras
+            counts from 0, also with `initial_epoch`). Defaults
             to `"1ep"`: one epoch of priming on all examples, as in the paper.
             Use 0 to select from the first batch.
         end: when selection stops again (same units), or None (never).
@@ -738,6 +739,13 @@ class SelectiveBackpropModel(keras.Model):
     def _prepare_queue(self, structure):
         """Creates the queue for data of this structure; True if it did."""
         data, example_ids = data_utils.split_example_ids(structure)
+        if example_ids is not None and len(example_ids.shape) != 1:
+            raise ValueError(
+                "A training batch must carry one example id per example, but "
+                f"its ids have shape {tuple(example_ids.shape)}. Call "
+                "`keras_sb.data.with_example_ids` on the dataset of single "
+                "examples, before batching."
+            )
         x, y, sample_weight = keras.utils.unpack_x_y_sample_weight(data)
         if example_ids is not None and self._step_class_weight is not None:
             # The column of the weights the step makes (`structure` may be

@@ -7,8 +7,10 @@ half-way through training). A point in training is given as:
 - an `int`: a number of training batches (steps), counted over the model's
   whole life, e.g. `500`;
 - a string `"<n>ep"`: after `n` epochs of the model's life, e.g. `"1ep"`;
-- a `float` in `[0, 1]`: that fraction of the epochs of the current `fit`
-  call, e.g. `0.5` for half-way.
+- a `float` in `[0, 1]`: that fraction of the current `fit` call's
+  `epochs`, e.g. `0.5` for half-way. Keras counts a `fit`'s epochs from 0
+  to `epochs`, also with `initial_epoch`: `start=0.5` with `epochs=4` and
+  `initial_epoch=2` is reached at the first epoch of that `fit`.
 
 Inside the compiled train step the window is two integer thresholds on the
 number of batches scored so far, held in variables; the `fit` loop moves the
@@ -56,11 +58,17 @@ def parse_time(name, value):
 
 
 def check_window(start, end):
-    """Raises a ValueError if `end` (see `parse_time`) is not after `start`.
+    """Raises a ValueError if `end` (see `parse_time`) is 0 or not after
+    `start`.
 
     Points in different units (steps, epochs, fractions of the fit) are
     compared when training reaches them, not here.
     """
+    if end is not None and end[0] == 0:
+        raise ValueError(
+            "`end` must be after the start of training: selection would "
+            f"never be on. Received: end={format_time(end)!r}"
+        )
     if start is None or end is None or start[1] != end[1]:
         return
     if end[0] <= start[0]:

@@ -11,6 +11,7 @@ from test_datasets import write_image_folder
 
 from keras_sb import benchmark
 from keras_sb import cli
+from keras_sb import demo
 from keras_sb import strategies
 
 
@@ -187,12 +188,19 @@ def test_validation_images_are_training_images_not_trained_on(tmp_path,
     assert not train & validation
 
 
-@pytest.mark.parametrize("argv", [["--validation-size", "50"],
-                                  ["--train-size", "100",
-                                   "--validation-size", "0"]])
-def test_validation_size_needs_a_training_size(argv):
-    with pytest.raises(ValueError, match="--validation-size takes"):
-        benchmark.main(argv)
+def test_validation_size_needs_a_training_size():
+    with pytest.raises(ValueError, match="--validation-size needs"):
+        benchmark.main(["--validation-size", "50"])
+
+
+@pytest.mark.parametrize("module", [benchmark, demo])
+@pytest.mark.parametrize("flag", ["--epochs", "--batch-size"])
+@pytest.mark.parametrize("value", ["0", "-1", "x"])
+def test_counts_must_be_positive(module, flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        module.main([flag, value])
+    assert exit_info.value.code == 2
+    assert f"must be an int >= 1. Received: '{value}'" in capsys.readouterr().err
 
 
 def test_cosine_learning_rate_follows_the_epoch():

@@ -444,6 +444,8 @@ class TestBadInput:
         ({"start": 10, "end": 5}, "Received: start=10, end=5"),
         ({"start": "2ep", "end": "1ep"}, "Received: start='2ep', end='1ep'"),
         ({"start": 0.5, "end": 0.5}, "Received: start=0.5, end=0.5"),
+        ({"end": 0}, "Received: end=0"),
+        ({"start": 0, "end": 0.0}, "Received: end=0.0"),
         ({"beta": True}, "Received: beta=True"),
     ])
     def test_invalid_options(self, kwargs, message):

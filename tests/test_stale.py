@@ -281,6 +281,16 @@ class TestErrors:
                       verbose=0)
         assert model.selection_state.counters()["scored_batches"] == 0
 
+    def test_ids_given_to_batches(self, digits):
+        """`with_example_ids` after batching gives one id per batch: a clear
+        error, not a shape error inside the step."""
+        x, y, _, _ = digits
+        model = compile_model(keras_sb.SelectiveBackpropModel(*mlp()))
+        train = keras_sb.data.with_example_ids(
+            tf.data.Dataset.from_tensor_slices((x, y)).batch(100))
+        with pytest.raises(ValueError, match="before batching"):
+            model.fit(train, verbose=0, callbacks=[keras_sb.StaleSelection()])
+
     def test_ids_outside_the_table(self, digits):
         x, y, _, _ = digits
         model = compile_model(keras_sb.SelectiveBackpropModel(*mlp()))

@@ -19,6 +19,13 @@ from keras_sb import stale
 tf = pytest.importorskip("tensorflow")
 
 
+def shuffled_with_ids(x, y, batch_size=100):
+    """Feature vectors with example ids, reshuffled each epoch, batched."""
+    dataset = keras_sb.data.with_example_ids(
+        tf.data.Dataset.from_tensor_slices((x, y)))
+    return dataset.shuffle(len(x), seed=0).batch(batch_size)
+
+
 def numpy(x):
     return ops.convert_to_numpy(x)
 
@@ -313,12 +320,9 @@ class TestErrors:
     def test_other_dataset_than_the_table(self, digits):
         x, y, _, _ = digits
         model = compile_model(keras_sb.SelectiveBackpropModel(*mlp()))
-        model.fit(keras_sb.data.training_pipeline(
-            tf.data.Dataset.from_tensor_slices((x, y)), 100, augment=False,
-            example_ids=True), verbose=0, callbacks=[keras_sb.StaleSelection()])
-        smaller = keras_sb.data.training_pipeline(
-            tf.data.Dataset.from_tensor_slices((x[:700], y[:700])), 100,
-            augment=False, example_ids=True)
+        model.fit(shuffled_with_ids(x, y), verbose=0,
+                  callbacks=[keras_sb.StaleSelection()])
+        smaller = shuffled_with_ids(x[:700], y[:700])
         with pytest.raises(ValueError, match="1400 rows, but the training data have 700"):
             model.fit(smaller, verbose=0, callbacks=[keras_sb.StaleSelection()])
 
@@ -340,9 +344,7 @@ class TestErrors:
 class TestSaving:
     def test_table_and_cycle_survive_save_and_load(self, digits, tmp_path):
         x, y, _, _ = digits
-        train = keras_sb.data.training_pipeline(
-            tf.data.Dataset.from_tensor_slices((x, y)), 100, augment=False,
-            example_ids=True)
+        train = shuffled_with_ids(x, y)
         model = compile_model(keras_sb.SelectiveBackpropModel(*mlp(), beta=1.0))
         model.fit(train, epochs=2, verbose=0, callbacks=[keras_sb.StaleSelection(3)])
         path = os.path.join(tmp_path, "stale.keras")
@@ -375,9 +377,7 @@ class TestSaving:
 
     def test_backup_and_restore_keeps_the_table(self, digits, tmp_path):
         x, y, _, _ = digits
-        train = keras_sb.data.training_pipeline(
-            tf.data.Dataset.from_tensor_slices((x, y)), 100, augment=False,
-            example_ids=True)
+        train = shuffled_with_ids(x, y)
 
         class Interrupt(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):

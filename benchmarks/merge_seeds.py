@@ -34,7 +34,8 @@ def main(argv=None):
     stem = os.path.join(args.results_dir, args.output)
     with open(stem + ".json", "w") as file:
         json.dump(merged, file, indent=2)
-    benchmark.plot(merged["runs"], merged["summary"], stem + ".png")
+    benchmark.plot(merged["runs"], merged["summary"], stem + ".png",
+                   merged["config"].get("evaluated_on", "test split"))
     print(benchmark.format_summary(merged["summary"]))
     print(f"wrote {stem}.json and {stem}.png")
 

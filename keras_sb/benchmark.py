@@ -351,7 +351,7 @@ def _compare_at_final(reference, runs, target_gap):
 
 # Settings added to `main`'s configuration over time, with the value that
 # results written before them ran with.
-_SETTINGS_ADDED_LATER = {"augment": True}
+_SETTINGS_ADDED_LATER = {"augment": True, "evaluated_on": "test split"}
 
 
 def merge_results(results):
@@ -415,8 +415,10 @@ def merge_results(results):
     }
 
 
-def plot(runs, summary, path):
-    """Test accuracy vs training time and vs backprops, one line per run."""
+def plot(runs, summary, path, evaluated_on="test split"):
+    """Test accuracy vs training time and vs backprops, one line per run
+    (validation accuracy where `evaluated_on`, as in the results' config,
+    says so)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -438,7 +440,9 @@ def plot(runs, summary, path):
         axis.axhline(summary["target_accuracy"], color="gray", linestyle="--",
                      linewidth=1)
         axis.set_xlabel(label)
-        axis.set_ylabel("test accuracy")
+        axis.set_ylabel("validation accuracy"
+                        if evaluated_on.startswith("validation")
+                        else "test accuracy")
         axis.grid(alpha=0.3)
     by_time.legend(loc="lower right")
     figure.tight_layout()
@@ -772,7 +776,7 @@ def main(argv=None):
     }
     with open(stem + ".json", "w") as file:
         json.dump(result, file, indent=2)
-    plot(runs, summary, stem + ".png")
+    plot(runs, summary, stem + ".png", config["evaluated_on"])
     print(format_summary(summary))
     print(f"wrote {stem}.json and {stem}.png")
     return result

@@ -377,6 +377,41 @@ class TestDataParallel:
     def test_selected_fraction_follows_the_rule(self, digits):
         check_selected_fraction(digits, contextlib.nullcontext())
 
+    def test_stale_selection_matches_one_device(self, digits):
+        """Stale selection over the sharded global batch: the same score
+        table (each id's loss, probability and epoch) and the same draws as
+        on one device. Learning rate 0 keeps the losses equal on both."""
+        tf = pytest.importorskip("tensorflow")
+        x, y = digits[0][:400], digits[1][:400]
+
+        def train():
+            keras.utils.set_random_seed(0)  # The same initial weights.
+            model = compile_model(keras_sb.SelectiveBackpropModel(
+                *mlp(), beta=1.0, start=0, seed=3), learning_rate=0.0)
+            data = keras_sb.data.with_example_ids(
+                tf.data.Dataset.from_tensor_slices((x, y))).batch(100)
+            history = model.fit(data, epochs=3, verbose=0,
+                                callbacks=[keras_sb.StaleSelection(2)])
+            state = model.selection_state
+            # Each id's loss, probability and epoch scored.
+            table = [numpy(column.value) for column in state.score_table]
+            return table, state.counters(), history.history
+
+        sharded = train()
+        distribution = keras.distribution.distribution()
+        keras.distribution.set_distribution(None)
+        try:
+            one_device = train()
+        finally:
+            keras.distribution.set_distribution(distribution)
+        for column, expected in zip(sharded[0], one_device[0]):
+            np.testing.assert_allclose(column, expected, rtol=1e-5)
+        # Epochs 0 and 2 are fresh, 1 stale: epoch 2 scored every id last.
+        assert set(sharded[0][2].tolist()) == {2}
+        assert sharded[1] == one_device[1]
+        assert sharded[2]["selected_fraction"] == one_device[2]["selected_fraction"]
+        assert 0.3 < sharded[2]["selected_fraction"][1] < 0.7  # The stale epoch.
+
     def test_backward_batch_is_split_over_devices(self):
         """The queue's backward batch is laid out like input batches (split
         along the batch axis), so each device backpropagates its share."""

@@ -35,6 +35,8 @@ _UNSET = object()
 # The constructor options that `get_config` saves besides Keras's.
 _SELECTION_OPTIONS = ("strategy", "history_size", "backprop_batch_size",
                       "start", "end", "seed")
+# The options of the default strategy, which `strategy` replaces.
+_PAPER_OPTIONS = ("beta", "min_probability", "target_fraction")
 
 
 def _is_functional_call(args, kwargs):
@@ -1169,10 +1171,16 @@ class FunctionalSelectiveBackpropModel(SelectiveBackpropModel, Functional):
 
     def __init__(self, inputs, outputs, name=None, **kwargs):
         source = _clone_source(type(self))
-        if source is not None and not set(kwargs) & set(_SELECTION_OPTIONS):
-            kwargs.update(source._selection_config())
-            kwargs["strategy"] = keras.saving.deserialize_keras_object(
-                kwargs["strategy"])
+        if source is not None:
+            # The source's options, but those this call sets (a subclass
+            # may fix some in its `__init__`).
+            options = source._selection_config()
+            if set(kwargs) & {"strategy", *_PAPER_OPTIONS}:
+                del options["strategy"]
+            else:
+                options["strategy"] = keras.saving.deserialize_keras_object(
+                    options["strategy"])
+            kwargs = {**options, **kwargs}
         super().__init__(inputs, outputs, name=name, **kwargs)
 
 

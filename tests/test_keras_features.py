@@ -578,6 +578,15 @@ class TestBuilding:
         paper = keras_sb.SelectiveBackpropModel(*mlp(), beta=1.0, start=0)
         assert keras.models.clone_model(paper).strategy.get_config() == {
             "beta": 1.0, "min_probability": 0.0}
+
+        class FixedBeta(keras_sb.FunctionalSelectiveBackpropModel):
+            def __init__(self, inputs, outputs, name=None, **kwargs):
+                super().__init__(inputs, outputs, name=name, beta=3.0, **kwargs)
+
+        model = FixedBeta(*mlp(), seed=5, start="2ep")
+        clone = keras.models.clone_model(model)
+        assert clone.strategy.get_config() == {"beta": 3.0, "min_probability": 0.0}
+        assert (clone.get_config()["seed"], clone.start) == (5, "2ep")
         # A new model in the user's code still gets its own (default) options.
         assert keras_sb.SelectiveBackpropModel(*mlp()).start == "1ep"
 

@@ -9,7 +9,7 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["keras_sb", "keras_sb.*"]),
-    python_requires=">=3.10",
+    python_requires=">=3.11",
     install_requires=["keras>=3.15,<3.16", "numpy"],
     entry_points={"console_scripts": ["keras-sb=keras_sb.cli:main"]},
     extras_require={

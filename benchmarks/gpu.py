@@ -19,7 +19,11 @@ Each part is written to the result JSON as soon as it is done, so a run cut
 short by `--deadline` still leaves what it measured. Meant for the GPU
 machine, which has JAX but not TensorFlow:
 
-    KERAS_BACKEND=jax python benchmarks/gpu.py --path data/cifar10-jpeg.tar.xz
+    KERAS_BACKEND=jax python benchmarks/gpu.py --path data/gpu/cifar10-jpeg.tar.xz
+
+(`data/gpu/` holds a copy of `../shared/data/cifar10-jpeg.tar.xz`, git-ignored,
+since `../shared` does not travel to the GPU machine; on this machine
+`--path ../shared/data/cifar10-jpeg.tar.xz` works as well.)
 
 Runs on a CPU too (slowly; `--train-size`, `--widths` and `--blocks` make it
 small enough to check the script).

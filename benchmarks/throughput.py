@@ -111,7 +111,8 @@ def main():
     parser.add_argument("--train-size", type=int, default=12800)
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--rounds", type=int, default=9,
-                        help="epochs per method, after 1 warm-up epoch")
+                        help="epochs per method, after 1 warm-up epoch (at "
+                             "least 3 and the largest staleness)")
     parser.add_argument("--betas", type=float, nargs="+", default=[1, 2, 3])
     parser.add_argument("--reference-beta", type=float, default=2.0,
                         help="beta of the stale-selection timing")
@@ -124,6 +125,14 @@ def main():
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", default="throughput")
     args = parser.parse_args()
+    # The first epoch of each kind compiles and is not timed; a stale method
+    # reaches its second fresh epoch after `staleness` epochs, and with
+    # staleness 2 its second stale epoch after 3.
+    needed = max([3, *args.stalenesses])
+    if args.rounds < needed:
+        parser.error(f"--rounds must be at least {needed} with --stalenesses "
+                     f"{' '.join(map(str, args.stalenesses))}, to time a fresh "
+                     f"and a stale epoch of each. Received: --rounds {args.rounds}")
 
     x, y = keras_sb.datasets.load_arrays("cifar10", "train", cifar10_folder(),
                                          limit=args.train_size)

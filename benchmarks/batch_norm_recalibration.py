@@ -35,6 +35,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import keras  # noqa: E402
 
+from common import OUTPUT_HELP  # noqa: E402
 from common import write_result  # noqa: E402
 from keras_sb import benchmark  # noqa: E402
 from keras_sb import datasets  # noqa: E402
@@ -74,7 +75,8 @@ def main():
     parser.add_argument("--batch-norm-momentum", type=float, default=0.99)
     parser.add_argument("--batches", type=int, default=100,
                         help="training batches that re-estimate the statistics")
-    parser.add_argument("--output", default="batch_norm_recalibration")
+    parser.add_argument("--output", default="batch_norm_recalibration",
+                        help=OUTPUT_HELP)
     args = parser.parse_args()
 
     compared = benchmark.choose_methods(

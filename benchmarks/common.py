@@ -10,6 +10,8 @@ from keras_sb.benchmark import machine
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
+OUTPUT_HELP = ("name of the result file, benchmarks/results/<name>.json; a "
+               "path (e.g. /tmp/x) writes there instead")
 
 
 def cifar10_folder():
@@ -52,7 +54,8 @@ def small_cnn(keras, inputs_shape=(32, 32, 3), classes=10):
 
 
 def write_result(name, result):
-    """Writes `result` (a dict) as benchmarks/results/<name>.json."""
+    """Writes `result` (a dict) as benchmarks/results/<name>.json (at
+    `<name>.json` if `name` is an absolute path)."""
     os.makedirs(RESULTS, exist_ok=True)
     result = {
         "command": " ".join([os.path.relpath(sys.argv[0], ROOT)] + sys.argv[1:]),

@@ -43,6 +43,7 @@ import keras_sb  # noqa: E402
 from common import RESULTS  # noqa: E402
 from common import cifar10_folder  # noqa: E402
 from common import small_cnn  # noqa: E402
+from common import OUTPUT_HELP  # noqa: E402
 from common import write_result  # noqa: E402
 from keras_sb.benchmark import EpochTimer  # noqa: E402
 
@@ -105,7 +106,8 @@ def main():
     parser.add_argument("--rounds", type=int, default=5,
                         help="timed epochs per configuration")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="distributed_cpu")
+    parser.add_argument("--output", default="distributed_cpu",
+                        help=OUTPUT_HELP)
     args = parser.parse_args()
 
     x, y = keras_sb.datasets.load_arrays("cifar10", "train", cifar10_folder(),

@@ -28,6 +28,7 @@ import keras  # noqa: E402
 
 import keras_sb  # noqa: E402
 from common import cifar10_folder  # noqa: E402
+from common import OUTPUT_HELP  # noqa: E402
 from common import write_result  # noqa: E402
 
 
@@ -56,7 +57,8 @@ def main():
     parser.add_argument("--widths", type=int, nargs="+", default=[32, 64, 128])
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--epochs", type=int, default=12)
-    parser.add_argument("--output", default="pipeline_stall")
+    parser.add_argument("--output", default="pipeline_stall",
+                        help=OUTPUT_HELP)
     args = parser.parse_args()
 
     train = keras_sb.datasets.load("cifar10", "train", path=cifar10_folder(),

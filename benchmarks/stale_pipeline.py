@@ -28,6 +28,7 @@ import numpy as np  # noqa: E402
 
 import keras_sb  # noqa: E402
 from common import cifar10_folder  # noqa: E402
+from common import OUTPUT_HELP  # noqa: E402
 from common import write_result  # noqa: E402
 
 
@@ -45,7 +46,8 @@ def main():
                         help="probability of keeping each example in the "
                              "stale epoch (beta=2 keeps about 1/3)")
     parser.add_argument("--rounds", type=int, default=5)
-    parser.add_argument("--output", default="stale_pipeline")
+    parser.add_argument("--output", default="stale_pipeline",
+                        help=OUTPUT_HELP)
     args = parser.parse_args()
 
     train = keras_sb.datasets.load("cifar10", "train", path=cifar10_folder())

@@ -45,6 +45,7 @@ import tensorflow as tf  # noqa: E402
 import keras_sb  # noqa: E402
 from common import cifar10_folder  # noqa: E402
 from common import small_cnn  # noqa: E402
+from common import OUTPUT_HELP  # noqa: E402
 from common import write_result  # noqa: E402
 from keras_sb.benchmark import EpochTimer  # noqa: E402
 
@@ -123,7 +124,8 @@ def main():
                              "(keras_sb.data.stale_filter) or in the step")
     parser.add_argument("--jit-compile", action="store_true")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--output", default="throughput")
+    parser.add_argument("--output", default="throughput",
+                        help=OUTPUT_HELP)
     args = parser.parse_args()
     # The first epoch of each kind compiles and is not timed; a stale method
     # reaches its second fresh epoch after `staleness` epochs, and with

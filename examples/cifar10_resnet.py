@@ -32,9 +32,14 @@ def main():
     parser.add_argument("--blocks", type=int, default=1)
     parser.add_argument("--staleness", type=int, default=1,
                         help="score every example once in this many epochs")
+    parser.add_argument("--train-size", type=int, default=None,
+                        help="train on the first N images (default all)")
+    parser.add_argument("--save", default="cifar10_resnet_sb.keras",
+                        help="where to save the trained model")
     args = parser.parse_args()
 
-    train = keras_sb.datasets.load("cifar10", "train", path=args.path)
+    train = keras_sb.datasets.load("cifar10", "train", path=args.path,
+                                   limit=args.train_size)
     test = keras_sb.datasets.load("cifar10", "test", path=args.path)
     stale = args.staleness > 1
     network = small_resnet(widths=args.widths, blocks_per_stage=args.blocks)
@@ -58,7 +63,7 @@ def main():
         callbacks.append(keras_sb.StaleSelection(args.staleness))
     model.fit(train, epochs=args.epochs, validation_data=test,
               callbacks=callbacks)
-    model.save("cifar10_resnet_sb.keras")
+    model.save(args.save)
 
 
 if __name__ == "__main__":

@@ -25,6 +25,8 @@ import weakref
 import keras
 import numpy as np
 
+from keras_sb.selection import is_integer
+
 
 def require_tensorflow(what):
     """Imports TensorFlow, or says clearly that `what` needs it."""
@@ -664,8 +666,6 @@ def _scale_and_prefetch(batches, autotune, wrap=lambda fn: fn):
 
 def _check_batch_size(batch_size):
     """`batch_size` as a Python int, or a ValueError."""
-    from keras_sb.selection import is_integer
-
     if not is_integer(batch_size) or batch_size < 1:
         raise ValueError(
             f"`batch_size` must be an int >= 1. Received: batch_size={batch_size!r}"
@@ -684,12 +684,16 @@ def _check_image_pairs(dataset, what):
             "images of shape `(height, width, channels)`; it batches them "
             f"itself. Received elements: {spec}"
         )
-    if spec[0].dtype.name != "uint8":
-        # They are scaled by 1/255: images already scaled would be scaled
-        # twice.
+    _check_uint8_images(spec[0].dtype.name, what)
+
+
+def _check_uint8_images(dtype, what):
+    """Raises a ValueError unless images of `dtype` are uint8: the pipelines
+    scale them by 1/255, so images already scaled would be scaled twice."""
+    if dtype != "uint8":
         raise ValueError(
             f"The images must be uint8 (0-255); `{what}` scales them to "
-            f"[0, 1]. Received: images of dtype {spec[0].dtype.name}"
+            f"[0, 1]. Received: images of dtype {dtype}"
         )
 
 
@@ -754,8 +758,6 @@ class ArrayPipeline(keras.utils.PyDataset):
                  stale_model=None):
         super().__init__(workers=workers, use_multiprocessing=False,
                          max_queue_size=2 * workers)
-        from keras_sb.selection import is_integer
-
         batch_size = _check_batch_size(batch_size)
         images, labels = np.asarray(images), np.asarray(labels)
         if images.ndim != 4 or labels.ndim < 1 or len(images) != len(labels):
@@ -764,13 +766,7 @@ class ArrayPipeline(keras.utils.PyDataset):
                 "`labels` an array of `n` labels. Received: images of shape "
                 f"{images.shape} and labels of shape {labels.shape}."
             )
-        if images.dtype != np.uint8:
-            # They are scaled by 1/255: images already scaled would be
-            # scaled twice.
-            raise ValueError(
-                "`images` must be uint8 (0-255); ArrayPipeline scales them to "
-                f"[0, 1]. Received: images of dtype {images.dtype}"
-            )
+        _check_uint8_images(images.dtype.name, "ArrayPipeline")
         if not is_integer(padding) or padding < 0:
             raise ValueError(
                 f"`padding` must be an int >= 0. Received: padding={padding!r}"

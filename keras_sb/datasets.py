@@ -72,9 +72,7 @@ def load(name, split, path=None, data_dir=None, extract_dir=None, limit=None):
     train = keras_sb.data.training_pipeline(train, batch_size=128)
     ```
     """
-    _check_name(name)
-    _check_split(split)
-    _check_limit(limit)
+    _check_arguments(name, split, limit)
     if path is not None:
         dataset = _load_folder(name, split, _as_folder(path, extract_dir), limit)
     else:
@@ -116,6 +114,7 @@ def load_arrays(name, split, path, extract_dir=None, limit=None):
     import numpy as np
     from PIL import Image
 
+    _check_arguments(name, split, limit)
     files, labels = _files_and_labels(name, split,
                                       _as_folder(path, extract_dir), limit)
 
@@ -215,9 +214,6 @@ def _files_and_labels(name, split, folder, limit=None):
     (example ids are positions)."""
     import numpy as np
 
-    _check_name(name)
-    _check_split(split)
-    _check_limit(limit)
     directory = _split_folder(split, folder)
     files, labels = [], []
     for label, class_name in enumerate(_class_names(name, directory)):
@@ -230,9 +226,12 @@ def _files_and_labels(name, split, folder, limit=None):
     return [files[i] for i in order], np.asarray(labels, "int32")[order]
 
 
-def _check_limit(limit):
+def _check_arguments(name, split, limit):
+    """Checks the arguments of `load` and `load_arrays` but `path`."""
     from keras_sb.selection import is_integer
 
+    _check_name(name)
+    _check_split(split)
     if limit is not None and (not is_integer(limit) or limit < 1):
         raise ValueError(
             f"`limit` must be None or an int >= 1. Received: limit={limit!r}"

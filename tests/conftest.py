@@ -129,3 +129,63 @@ def compile_model(model, learning_rate=0.05, **kwargs):
         **kwargs,
     )
     return model
+
+
+@keras.saving.register_keras_serializable(package="keras_sb_tests")
+class InferenceCounter(keras.layers.Layer):
+    """Identity; counts the examples of inference-mode forward passes."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.examples = self.add_weight(shape=(), initializer="zeros",
+                                        trainable=False, name="examples")
+
+    def call(self, inputs, training=None):
+        if not training:
+            self.examples.assign(self.examples + ops.cast(ops.shape(inputs)[0], "float32"))
+        return inputs
+
+
+def frozen_regression(num_examples, features=4):
+    """A linear regression with zero weights and inputs {"x", "id"}.
+
+    Trained with learning rate 0 and the mean squared error, the loss of an
+    example is exactly `y ** 2`, whatever its (augmented) features: each id
+    has a known loss. Counts training passes per id and inference examples.
+    """
+    x = keras.Input((features,), name="x")
+    ids = keras.Input((), dtype="int32", name="id")
+    training_counter = TrainingCounter(num_examples, name="counter")
+    inference_counter = InferenceCounter(name="inference_counter")
+    hidden = inference_counter(training_counter(x, ids))
+    outputs = keras.layers.Dense(1, kernel_initializer="zeros")(hidden)
+    return {"x": x, "id": ids}, outputs, training_counter, inference_counter
+
+
+def frozen_model(num_examples, beta=1.0, **options):
+    inputs, outputs, training_counter, inference_counter = frozen_regression(num_examples)
+    model = keras_sb.SelectiveBackpropModel(
+        inputs, outputs, beta=beta, start=0,
+        history_size=num_examples, **options)
+    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
+    return model, training_counter, inference_counter
+
+
+def check_crops_and_flips(image, augmented, padding):
+    """Each augmented image is a window of the zero-padded `image`, flipped
+    or not; flips happen half of the time and most offsets occur."""
+    size = image.shape[0]
+    padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)))
+    windows = {}
+    for dy in range(2 * padding + 1):
+        for dx in range(2 * padding + 1):
+            window = padded[dy:dy + size, dx:dx + size]
+            windows[window.tobytes()] = (dy, dx, False)
+            windows[window[:, ::-1].tobytes()] = (dy, dx, True)
+    seen = [windows[np.asarray(a, image.dtype).tobytes()]
+            for a in augmented]  # KeyError if not a window.
+    flips = np.mean([flipped for _, _, flipped in seen])
+    # Binomial(n, 0.5): 5 standard deviations.
+    assert abs(flips - 0.5) < 2.5 / np.sqrt(len(seen))
+    offsets = (2 * padding + 1) ** 2
+    assert len({(dy, dx) for dy, dx, _ in seen}) > 0.6 * offsets

@@ -1,37 +1,13 @@
-"""NumPy data path (no TensorFlow needed): `load_arrays`, `ArrayPipeline`."""
+"""`ArrayPipeline` and `pad_crop_flip_batch`: the NumPy data path (no
+TensorFlow needed)."""
 
 import numpy as np
 import pytest
-from test_datasets import check_crops_and_flips
-from test_datasets import write_image_folder
+from conftest import check_crops_and_flips
+from conftest import frozen_model
 
+import keras_sb
 from keras_sb import data
-from keras_sb import datasets
-
-
-def test_load_arrays_matches_labels_and_mixes_classes(tmp_path):
-    folder = write_image_folder(tmp_path / "cifar")
-    images, labels = datasets.load_arrays("cifar10", "train", folder)
-    assert images.dtype == np.uint8 and images.shape == (30, 8, 8, 3)
-    assert labels.dtype == np.int32 and sorted(labels) == sorted(
-        list(range(10)) * 3)
-    for image, label in zip(images, labels):
-        assert image[1:, 1:].min() == image[1:, 1:].max() == 20 * label
-    assert len(set(labels[:10])) > 3  # Not sorted by class.
-    prefix, prefix_labels = datasets.load_arrays("cifar10", "train", folder,
-                                                 limit=12)
-    np.testing.assert_array_equal(prefix, images[:12])
-    np.testing.assert_array_equal(prefix_labels, labels[:12])
-
-
-def test_load_arrays_errors(tmp_path):
-    folder = write_image_folder(tmp_path / "x", classes=("a", "b"))
-    with pytest.raises(ValueError, match="class folders"):
-        datasets.load_arrays("cifar10", "train", folder)
-    with pytest.raises(ValueError, match="Received: split="):
-        datasets.load_arrays("cifar10", "valid", folder)
-    with pytest.raises(ValueError, match="Received: path="):
-        datasets.load_arrays("cifar10", "train", str(tmp_path / "none.zip"))
 
 
 def test_pad_crop_flip_batch_is_a_shifted_possibly_flipped_window():
@@ -114,3 +90,35 @@ class TestArrayPipeline:
         # Images scaled already would be scaled twice.
         with pytest.raises(ValueError, match="Received: images of dtype float32"):
             data.ArrayPipeline(images.astype("float32") / 255, np.zeros(4), 2)
+
+
+class TestIdsAndDraws:
+    def test_array_pipeline_ids_are_rows(self):
+        images = np.zeros((30, 4, 4, 3), "uint8")
+        labels = np.arange(30)
+        pipeline = keras_sb.data.ArrayPipeline(images, labels, 8, example_ids=True,
+                                               seed=0, workers=1)
+        batch = pipeline[1]
+        np.testing.assert_array_equal(batch["data"][1], batch["example_id"])
+        assert keras_sb.data.count_examples(pipeline) == 30
+
+    def test_array_pipeline_draws(self):
+        images = np.arange(100, dtype="uint8").reshape(100, 1, 1, 1) * np.ones(
+            (1, 4, 4, 3), "uint8")
+        model, _, _ = frozen_model(100)
+        pipeline = keras_sb.data.ArrayPipeline(
+            images, np.arange(100), 32, augment=False, seed=0, workers=1,
+            stale_model=model)
+        draws = pipeline.stale_filter
+        assert keras_sb.data.find_stale_filter(pipeline) is draws
+        assert len(pipeline) == 4
+        draws.begin_epoch(True, epoch=1, probabilities=np.tile([0.0, 1.0], 50))
+        batches = [pipeline[i] for i in range(len(pipeline))]
+        ids = np.concatenate([b["example_id"] for b in batches])
+        real = ids != keras_sb.data.PADDING_ID
+        assert len(pipeline) == 2 and len(ids) == 64  # 50 kept, padded.
+        assert sorted(ids[real]) == list(range(1, 100, 2))
+        labels = np.concatenate([b["data"][1] for b in batches])
+        np.testing.assert_array_equal(labels[real], ids[real])
+        draws.begin_epoch(False, epoch=2)
+        assert len(pipeline) == 4 and pipeline[3]["example_id"].shape == (4,)

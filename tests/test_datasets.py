@@ -1,4 +1,4 @@
-"""Dataset loaders and the tf.data pipeline, on small generated images."""
+"""Dataset loaders (`load`, `load_arrays`), on small generated images."""
 
 import os
 import tarfile
@@ -8,7 +8,6 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from keras_sb import data
 from keras_sb import datasets
 
 
@@ -26,26 +25,6 @@ def write_image_folder(root, per_class=3, size=8, classes=datasets.CIFAR10_CLASS
                 tf.io.write_file(os.path.join(folder, f"{index}.png"),
                                  tf.io.encode_png(image))
     return str(root)
-
-
-def check_crops_and_flips(image, augmented, padding):
-    """Each augmented image is a window of the zero-padded `image`, flipped
-    or not; flips happen half of the time and most offsets occur."""
-    size = image.shape[0]
-    padded = np.pad(image, ((padding, padding), (padding, padding), (0, 0)))
-    windows = {}
-    for dy in range(2 * padding + 1):
-        for dx in range(2 * padding + 1):
-            window = padded[dy:dy + size, dx:dx + size]
-            windows[window.tobytes()] = (dy, dx, False)
-            windows[window[:, ::-1].tobytes()] = (dy, dx, True)
-    seen = [windows[np.asarray(a, image.dtype).tobytes()]
-            for a in augmented]  # KeyError if not a window.
-    flips = np.mean([flipped for _, _, flipped in seen])
-    # Binomial(n, 0.5): 5 standard deviations.
-    assert abs(flips - 0.5) < 2.5 / np.sqrt(len(seen))
-    offsets = (2 * padding + 1) ** 2
-    assert len({(dy, dx) for dy, dx, _ in seen}) > 0.6 * offsets
 
 
 def examples(dataset):
@@ -177,74 +156,26 @@ def test_tfds_source(name, classes):
     assert datasets.num_classes(name) == classes
 
 
-class TestPipeline:
-    def test_pad_crop_flip_is_a_shifted_possibly_flipped_window(self):
-        tf.random.set_seed(0)
-        image = tf.reshape(tf.range(1, 8 * 8 + 1, dtype=tf.int32), (8, 8, 1))
-        augmented = [data.pad_crop_flip(image, padding=2).numpy()
-                     for _ in range(200)]
-        check_crops_and_flips(image.numpy(), augmented, padding=2)
+def test_load_arrays_matches_labels_and_mixes_classes(tmp_path):
+    folder = write_image_folder(tmp_path / "cifar")
+    images, labels = datasets.load_arrays("cifar10", "train", folder)
+    assert images.dtype == np.uint8 and images.shape == (30, 8, 8, 3)
+    assert labels.dtype == np.int32 and sorted(labels) == sorted(
+        list(range(10)) * 3)
+    for image, label in zip(images, labels):
+        assert image[1:, 1:].min() == image[1:, 1:].max() == 20 * label
+    assert len(set(labels[:10])) > 3  # Not sorted by class.
+    prefix, prefix_labels = datasets.load_arrays("cifar10", "train", folder,
+                                                 limit=12)
+    np.testing.assert_array_equal(prefix, images[:12])
+    np.testing.assert_array_equal(prefix_labels, labels[:12])
 
-    def test_training_pipeline_covers_each_example_once_per_epoch(self):
-        images = np.zeros((50, 4, 4, 3), dtype="uint8") + 255
-        ids = np.arange(50, dtype="int32")
-        dataset = tf.data.Dataset.from_tensor_slices((images, ids))
-        batches = data.training_pipeline(dataset, 16, seed=0)
-        epochs = []
-        for _ in range(2):
-            seen = []
-            sizes = []
-            for x, y in batches:
-                assert x.dtype == tf.float32 and x.shape[1:] == (4, 4, 3)
-                assert 0.0 <= float(tf.reduce_min(x))
-                assert float(tf.reduce_max(x)) == 1.0
-                sizes.append(int(x.shape[0]))
-                seen.extend(y.numpy().tolist())
-            assert sizes == [16, 16, 16, 2]
-            assert sorted(seen) == list(range(50))
-            epochs.append(seen)
-        assert epochs[0] != epochs[1]  # Reshuffled every epoch.
 
-    def test_evaluation_pipeline_keeps_order_and_values(self):
-        images = np.arange(10 * 2 * 2 * 3, dtype="uint8").reshape(10, 2, 2, 3)
-        dataset = tf.data.Dataset.from_tensor_slices((images, np.arange(10)))
-        x, y = next(iter(data.evaluation_pipeline(dataset, 10)))
-        np.testing.assert_allclose(x.numpy(), images / 255.0, rtol=1e-6)
-        assert y.numpy().tolist() == list(range(10))
-
-    def test_data_the_pipelines_cannot_take(self):
-        """Float images would be scaled a second time, batched data would be
-        batched again: clear errors. Ids are dropped for evaluation."""
-        images = np.zeros((4, 2, 2, 3), "uint8")
-        pairs = tf.data.Dataset.from_tensor_slices((images, np.arange(4)))
-        scaled = tf.data.Dataset.from_tensor_slices((images / 255, np.arange(4)))
-        for make in (data.training_pipeline, data.evaluation_pipeline):
-            with pytest.raises(ValueError, match="dtype float64"):
-                make(scaled, 2)
-            with pytest.raises(ValueError, match="unbatched dataset"):
-                make(pairs.batch(2), 2)
-        with pytest.raises(ValueError, match="`example_ids=True`"):
-            data.training_pipeline(data.with_example_ids(pairs), 2)
-        x, y = next(iter(data.evaluation_pipeline(
-            data.with_example_ids(pairs), 4)))
-        assert x.shape == (4, 2, 2, 3) and y.numpy().tolist() == [0, 1, 2, 3]
-        with pytest.raises(ValueError, match="this element has no ids"):
-            pairs.map(data.keep_example_ids(lambda image, label: (image, label)))
-
-    def test_autotuning_is_off_unless_asked_for(self):
-        # Autotuning delayed the first batch of 8 of 12 epochs on 2 cores
-        # (benchmarks/pipeline_stall.py).
-        dataset = tf.data.Dataset.from_tensor_slices(
-            (np.zeros((4, 2, 2, 3), "uint8"), np.zeros(4)))
-        for make in (data.training_pipeline, data.evaluation_pipeline):
-            assert make(dataset, 2).options().autotune.enabled is False
-            assert make(dataset, 2, autotune=True).options().autotune.enabled
-
-    @pytest.mark.parametrize("batch_size", [0, -1, 2.5, None, True])
-    def test_bad_batch_size(self, batch_size):
-        dataset = tf.data.Dataset.from_tensor_slices(
-            (np.zeros((4, 2, 2, 3), "uint8"), np.zeros(4)))
-        with pytest.raises(ValueError, match="Received: batch_size="):
-            data.training_pipeline(dataset, batch_size)
-        with pytest.raises(ValueError, match="Received: batch_size="):
-            data.evaluation_pipeline(dataset, batch_size)
+def test_load_arrays_errors(tmp_path):
+    folder = write_image_folder(tmp_path / "x", classes=("a", "b"))
+    with pytest.raises(ValueError, match="class folders"):
+        datasets.load_arrays("cifar10", "train", folder)
+    with pytest.raises(ValueError, match="Received: split="):
+        datasets.load_arrays("cifar10", "valid", folder)
+    with pytest.raises(ValueError, match="Received: path="):
+        datasets.load_arrays("cifar10", "train", str(tmp_path / "none.zip"))

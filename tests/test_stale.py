@@ -8,8 +8,8 @@ import warnings
 import keras
 import numpy as np
 import pytest
-from conftest import TrainingCounter
 from conftest import compile_model
+from conftest import frozen_model
 from conftest import mlp
 from keras import ops
 
@@ -28,37 +28,6 @@ def shuffled_with_ids(x, y, batch_size=100):
 
 def numpy(x):
     return ops.convert_to_numpy(x)
-
-
-@keras.saving.register_keras_serializable(package="keras_sb_tests")
-class InferenceCounter(keras.layers.Layer):
-    """Identity; counts the examples of inference-mode forward passes."""
-
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.examples = self.add_weight(shape=(), initializer="zeros",
-                                        trainable=False, name="examples")
-
-    def call(self, inputs, training=None):
-        if not training:
-            self.examples.assign(self.examples + ops.cast(ops.shape(inputs)[0], "float32"))
-        return inputs
-
-
-def frozen_regression(num_examples, features=4):
-    """A linear regression with zero weights and inputs {"x", "id"}.
-
-    Trained with learning rate 0 and the mean squared error, the loss of an
-    example is exactly `y ** 2`, whatever its (augmented) features: each id
-    has a known loss. Counts training passes per id and inference examples.
-    """
-    x = keras.Input((features,), name="x")
-    ids = keras.Input((), dtype="int32", name="id")
-    training_counter = TrainingCounter(num_examples, name="counter")
-    inference_counter = InferenceCounter(name="inference_counter")
-    hidden = inference_counter(training_counter(x, ids))
-    outputs = keras.layers.Dense(1, kernel_initializer="zeros")(hidden)
-    return {"x": x, "id": ids}, outputs, training_counter, inference_counter
 
 
 def regression_data(num_examples, features=4, seed=0):
@@ -93,15 +62,6 @@ def pending_ids(model):
     state = model.selection_state
     size = int(numpy(state.queue_size.value))
     return numpy(state.queue[-1].value)[:size]
-
-
-def frozen_model(num_examples, beta=1.0, **options):
-    inputs, outputs, training_counter, inference_counter = frozen_regression(num_examples)
-    model = keras_sb.SelectiveBackpropModel(
-        inputs, outputs, beta=beta, start=0,
-        history_size=num_examples, **options)
-    model.compile(optimizer=keras.optimizers.SGD(0.0), loss="mse")
-    return model, training_counter, inference_counter
 
 
 class TestFunctions:
@@ -405,30 +365,6 @@ class TestSaving:
 
 
 class TestPipelines:
-    def test_training_pipeline_ids_follow_their_examples(self):
-        images = np.arange(50, dtype="uint8").reshape(50, 1, 1, 1) * np.ones(
-            (1, 8, 8, 3), "uint8")
-        labels = np.arange(50, dtype="int64")
-        train = keras_sb.data.training_pipeline(
-            tf.data.Dataset.from_tensor_slices((images, labels)), 16,
-            example_ids=True, seed=0)
-        ids = []
-        for batch in train:
-            (_, label), example_id = batch["data"], batch["example_id"]
-            np.testing.assert_array_equal(label.numpy(), example_id.numpy())
-            ids.extend(example_id.numpy())
-        assert sorted(ids) == list(range(50)) and ids != sorted(ids)
-        assert keras_sb.data.count_examples(train) == 50
-
-    def test_array_pipeline_ids_are_rows(self):
-        images = np.zeros((30, 4, 4, 3), "uint8")
-        labels = np.arange(30)
-        pipeline = keras_sb.data.ArrayPipeline(images, labels, 8, example_ids=True,
-                                               seed=0, workers=1)
-        batch = pipeline[1]
-        np.testing.assert_array_equal(batch["data"][1], batch["example_id"])
-        assert keras_sb.data.count_examples(pipeline) == 30
-
     def test_array_pipeline_covers_every_id_each_epoch(self):
         """With worker threads, each epoch (the first included) delivers
         every row once: the fresh-epoch check would raise otherwise."""
@@ -447,23 +383,6 @@ class TestPipelines:
         epochs = numpy(model.selection_state.score_table[2].value)
         assert (epochs >= 2).all()  # Scored in epoch 2 (fresh) or later.
 
-    def test_with_example_ids_errors(self):
-        with pytest.raises(ValueError, match="infinite"):
-            keras_sb.data.with_example_ids(tf.data.Dataset.range(3).repeat())
-        with pytest.raises(ValueError, match="no ids"):
-            keras_sb.data.keep_example_ids(lambda x: x)(tf.constant(1))
-
-
-def kept_ids(dataset):
-    """The example ids a (filtered) dataset yields in one pass, padding
-    rows excluded, and the sizes of its batches."""
-    ids, sizes = [], []
-    for element in dataset:
-        batch_ids = np.atleast_1d(element["example_id"].numpy())
-        sizes.append(len(batch_ids))
-        ids.extend(batch_ids[batch_ids != keras_sb.data.PADDING_ID])
-    return np.array(ids), sizes
-
 
 class StepCounter(keras.callbacks.Callback):
     def __init__(self):
@@ -480,68 +399,6 @@ class StepCounter(keras.callbacks.Callback):
 class TestPipelineDraws:
     """`keras_sb.data.stale_filter`: stale epochs drawn in the input
     pipeline, before augmentation and batching."""
-
-    def test_filter_keeps_each_id_with_its_probability_whatever_the_order(self):
-        num_examples = 4000
-        model, _, _ = frozen_model(num_examples)
-        model.selection_state.build_score_table(num_examples)
-        draws = keras_sb.data.stale_filter(model, seed=7)
-        ids = tf.data.Dataset.range(num_examples)
-        dataset = keras_sb.data.with_example_ids(ids)
-        probabilities = np.random.default_rng(0).permutation(
-            np.linspace(0.0, 1.0, num_examples)).astype("float32")
-
-        draws.begin_epoch(False, epoch=0)
-        assert len(kept_ids(dataset.apply(draws))[0]) == num_examples
-
-        draws.begin_epoch(True, epoch=1, probabilities=probabilities)
-        kept, _ = kept_ids(dataset.apply(draws))
-        assert draws.kept_fraction() == pytest.approx(len(kept) / num_examples)
-        # The same draws through another order and parallel augmentation.
-        shuffled = (dataset.shuffle(num_examples, seed=3).apply(draws)
-                    .map(lambda e: e, num_parallel_calls=4))
-        np.testing.assert_array_equal(np.sort(kept_ids(shuffled)[0]), kept)
-        is_kept = np.isin(np.arange(num_examples), kept)
-        assert not is_kept[probabilities == 0].any()
-        assert is_kept[probabilities == 1].all()
-        z = (is_kept.sum() - probabilities.sum()) / np.sqrt(
-            np.sum(probabilities * (1 - probabilities)))
-        assert abs(z) < 4, z
-        for low, high in [(0.0, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01)]:
-            band = (probabilities >= low) & (probabilities < high)
-            spread = np.sqrt(np.sum(probabilities[band] * (1 - probabilities[band])))
-            assert abs(is_kept[band].sum() - probabilities[band].sum()) < 4 * spread
-
-        # Another epoch draws afresh.
-        draws.begin_epoch(True, epoch=2, probabilities=probabilities)
-        again = np.isin(np.arange(num_examples), kept_ids(dataset.apply(draws))[0])
-        middle = (probabilities > 0.2) & (probabilities < 0.8)
-        assert (again[middle] != is_kept[middle]).mean() > 0.25
-
-    def test_elements_of_different_shapes(self):
-        model, _, _ = frozen_model(300)
-        draws = keras_sb.data.stale_filter(model, seed=0)
-        ragged = keras_sb.data.with_example_ids(
-            tf.data.Dataset.range(300).map(lambda i: tf.zeros([i % 3])))
-        probabilities = np.tile([0.0, 1.0, 0.5], 100)
-        draws.begin_epoch(True, epoch=1, probabilities=probabilities)
-        kept, _ = kept_ids(ragged.apply(draws))
-        same_shape = keras_sb.data.with_example_ids(tf.data.Dataset.range(300))
-        np.testing.assert_array_equal(kept, kept_ids(same_shape.apply(draws))[0])
-        assert set(kept % 3) == {1, 2} and 100 < len(kept) < 200
-
-    def test_padding_fills_only_the_last_batch_of_stale_epochs(self):
-        model, _, _ = frozen_model(100)
-        draws = keras_sb.data.stale_filter(model, seed=0)
-        batches = (keras_sb.data.with_example_ids(tf.data.Dataset.range(100))
-                   .apply(draws).batch(32).apply(draws.pad_batches(32)))
-        draws.begin_epoch(False, epoch=0)
-        ids, sizes = kept_ids(batches)
-        assert sizes == [32, 32, 32, 4] and len(ids) == 100
-        draws.begin_epoch(True, epoch=1, probabilities=np.full(100, 0.5))
-        ids, sizes = kept_ids(batches)
-        assert set(sizes) == {32} and 0 < len(ids) < 100
-        assert len(sizes) == -(-len(ids) // 32)
 
     def test_stale_epochs_are_shorter_and_train_their_draws(self):
         """A first fit scores every example; a second fit starts with two
@@ -625,27 +482,6 @@ class TestPipelineDraws:
         assert counters["invalid_example_ids"] == 0
         assert counters["selected_total"] == counters["backprops"] + counters["queue_size"]
 
-    def test_array_pipeline_draws(self):
-        images = np.arange(100, dtype="uint8").reshape(100, 1, 1, 1) * np.ones(
-            (1, 4, 4, 3), "uint8")
-        model, _, _ = frozen_model(100)
-        pipeline = keras_sb.data.ArrayPipeline(
-            images, np.arange(100), 32, augment=False, seed=0, workers=1,
-            stale_model=model)
-        draws = pipeline.stale_filter
-        assert keras_sb.data.find_stale_filter(pipeline) is draws
-        assert len(pipeline) == 4
-        draws.begin_epoch(True, epoch=1, probabilities=np.tile([0.0, 1.0], 50))
-        batches = [pipeline[i] for i in range(len(pipeline))]
-        ids = np.concatenate([b["example_id"] for b in batches])
-        real = ids != keras_sb.data.PADDING_ID
-        assert len(pipeline) == 2 and len(ids) == 64  # 50 kept, padded.
-        assert sorted(ids[real]) == list(range(1, 100, 2))
-        labels = np.concatenate([b["data"][1] for b in batches])
-        np.testing.assert_array_equal(labels[real], ids[real])
-        draws.begin_epoch(False, epoch=2)
-        assert len(pipeline) == 4 and pipeline[3]["example_id"].shape == (4,)
-
     def test_array_pipeline_stale_epochs_train_their_draws(self):
         rng = np.random.default_rng(0)
         images = rng.integers(0, 256, (320, 8, 8, 3), dtype="uint8")
@@ -668,15 +504,6 @@ class TestPipelineDraws:
         counters = model.selection_state.counters()
         assert counters["invalid_example_ids"] == 0
         assert counters["selected_total"] == counters["backprops"] + counters["queue_size"]
-
-    def test_training_pipeline_applies_the_filter(self):
-        images = np.zeros((50, 8, 8, 3), "uint8")
-        model, _, _ = frozen_model(50)
-        train = keras_sb.data.training_pipeline(
-            tf.data.Dataset.from_tensor_slices((images, np.arange(50))), 16,
-            stale_model=model, seed=0)
-        assert keras_sb.data.find_stale_filter(train).model is model
-        assert keras_sb.data.count_examples(train) == 50
 
     def test_without_stale_selection_every_example_passes(self, digits):
         x, y, _, _ = digits

@@ -1,0 +1,164 @@
+"""Training and evaluation batches from NumPy arrays, without TensorFlow.
+
+`ArrayPipeline` does what `training_pipeline` and `evaluation_pipeline` do,
+from NumPy arrays, as a `keras.utils.PyDataset`: for any backend and without
+TensorFlow (e.g. JAX on a GPU machine).
+"""
+
+import threading
+
+import keras
+import numpy as np
+
+from keras_sb.data._checks import check_batch_size
+from keras_sb.data._checks import check_uint8_images
+from keras_sb.data.example_ids import DATA_KEY
+from keras_sb.data.example_ids import EXAMPLE_ID_KEY
+from keras_sb.data.example_ids import PADDING_ID
+from keras_sb.data.stale_filtering import StaleFilter
+from keras_sb.selection import is_integer
+
+
+def pad_crop_flip_batch(images, rng, padding=4):
+    """`pad_crop_flip` on a NumPy batch `(n, height, width, channels)`.
+
+    Each image gets its own crop offset and flip, drawn from the NumPy
+    generator `rng`.
+    """
+    n, height, width, _ = images.shape
+    padded = np.pad(images, ((0, 0), (padding, padding), (padding, padding), (0, 0)))
+    # (n, offsets_y, offsets_x, channels, height, width), a view: no copy.
+    windows = np.lib.stride_tricks.sliding_window_view(
+        padded, (height, width), axis=(1, 2))
+    offsets = rng.integers(0, 2 * padding + 1, (2, n))
+    crops = windows[np.arange(n), offsets[0], offsets[1]]
+    flip = rng.random(n) < 0.5
+    crops[flip] = crops[flip, :, :, ::-1]
+    return crops.transpose(0, 2, 3, 1)
+
+
+class ArrayPipeline(keras.utils.PyDataset):
+    """Batches of NumPy images for `fit`, with the standard augmentation.
+
+    The NumPy counterpart of `training_pipeline` / `evaluation_pipeline`: a
+    `keras.utils.PyDataset` (any backend, no TensorFlow) that shuffles each
+    epoch, applies `pad_crop_flip_batch` and scales uint8 images to float32
+    in `[0, 1]`. Batches are prepared in `workers` threads ahead of the step.
+    Randomness depends only on `(seed, epoch, batch index)`, so runs with a
+    seed repeat exactly.
+
+    Args:
+        images: uint8 array `(n, height, width, channels)`.
+        labels: array `(n,)`.
+        batch_size: examples per batch, `>= 1`; the last batch of an epoch
+            may be smaller.
+        augment: whether to apply the random crop and flip.
+        shuffle: whether to shuffle each epoch.
+        seed: int seed (None: random).
+        padding: padding of the random crop.
+        workers: threads preparing batches.
+        example_ids: whether batches carry example ids (the row numbers in
+            `images`): `{"data": (images, labels), "example_id": ids}`, as
+            `keras_sb.StaleSelection` needs.
+        stale_model: optional `keras_sb.SelectiveBackpropModel`: its stale
+            epochs draw their examples here (a `StaleFilter` with this
+            pipeline's seed), so a skipped example is not augmented or
+            batched; the last batch of a stale epoch is filled with rows of
+            id `PADDING_ID`, which the model does not train on. Implies
+            `example_ids=True`.
+
+    Example:
+
+    ```python
+    images, labels = keras_sb.datasets.load_arrays("cifar10", "train", path)
+    model.fit(keras_sb.data.ArrayPipeline(images, labels, 128), epochs=30)
+    ```
+    """
+
+    def __init__(self, images, labels, batch_size, augment=True, shuffle=True,
+                 seed=None, padding=4, workers=4, example_ids=False,
+                 stale_model=None):
+        super().__init__(workers=workers, use_multiprocessing=False,
+                         max_queue_size=2 * workers)
+        batch_size = check_batch_size(batch_size)
+        images, labels = np.asarray(images), np.asarray(labels)
+        if images.ndim != 4 or labels.ndim < 1 or len(images) != len(labels):
+            raise ValueError(
+                "`images` must be an array `(n, height, width, channels)` and "
+                "`labels` an array of `n` labels. Received: images of shape "
+                f"{images.shape} and labels of shape {labels.shape}."
+            )
+        check_uint8_images(images.dtype.name, "ArrayPipeline")
+        if not is_integer(padding) or padding < 0:
+            raise ValueError(
+                f"`padding` must be an int >= 0. Received: padding={padding!r}"
+            )
+        if seed is not None and not is_integer(seed):
+            raise ValueError(f"`seed` must be None or an int. Received: seed={seed!r}")
+        self.images = images
+        self.labels = labels
+        self.batch_size = batch_size
+        self.augment = augment
+        self.shuffle = shuffle
+        self.padding = padding
+        self.example_ids = example_ids or stale_model is not None
+        self._seed = int(np.random.default_rng(seed).integers(2**31))
+        self._epoch = 0
+        self._order = self._new_order()
+        self.stale_filter = None
+        if stale_model is not None:
+            self.stale_filter = StaleFilter(stale_model, self._seed)
+        # The rows of the epoch (stale epochs: the kept ones), and the
+        # (draws, epoch) they were taken for; the worker threads share them.
+        self._rows_lock = threading.Lock()
+        self._rows_key = None
+        self._rows = self._order
+
+    def _new_order(self):
+        if not self.shuffle:
+            return np.arange(len(self.images))
+        return np.random.default_rng([self._seed, self._epoch]).permutation(
+            len(self.images))
+
+    def _epoch_rows(self):
+        draws = self.stale_filter
+        if draws is None:
+            return self._order
+        with self._rows_lock:
+            key = (draws.version, self._epoch)
+            if key != self._rows_key:
+                self._rows = self._order
+                if draws.stale:
+                    self._rows = self._order[draws.kept_rows(self._order)]
+                self._rows_key = key
+            return self._rows
+
+    def __len__(self):
+        return -(-len(self._epoch_rows()) // self.batch_size)
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"Batch {index} of {len(self)}.")
+        rows = self._epoch_rows()[index * self.batch_size:
+                                  (index + 1) * self.batch_size]
+        images = self.images[rows]
+        if self.augment:
+            rng = np.random.default_rng([self._seed, self._epoch, index])
+            images = pad_crop_flip_batch(images, rng, self.padding)
+        batch = (np.multiply(images, np.float32(1 / 255), dtype="float32"),
+                 self.labels[rows])
+        ids = rows.astype("int32")
+        missing = self.batch_size - len(rows)
+        if self.stale_filter is not None and self.stale_filter.stale and missing:
+            # A full last batch (static shapes): rows the model skips.
+            batch = tuple(np.concatenate([part, np.zeros((missing,) + part.shape[1:],
+                                                         part.dtype)])
+                          for part in batch)
+            ids = np.append(ids, np.full(missing, PADDING_ID, "int32"))
+        if self.example_ids:
+            return {DATA_KEY: batch, EXAMPLE_ID_KEY: ids}
+        return batch
+
+    def on_epoch_end(self):
+        self._epoch += 1
+        self._order = self._new_order()

@@ -20,10 +20,10 @@ from keras_sb import schedule
 from keras_sb import selection
 from keras_sb import stale
 from keras_sb import strategies
-from keras_sb.model import FunctionalSelectiveBackpropModel
-from keras_sb.model import SelectionWindow
+from keras_sb.callbacks import SelectionWindow
+from keras_sb.functional import FunctionalSelectiveBackpropModel
+from keras_sb.functional import WrappedModel
 from keras_sb.model import SelectiveBackpropModel
-from keras_sb.model import WrappedModel
 from keras_sb.stale import StaleSelection
 from keras_sb.state import SelectionState
 from keras_sb.strategies import BiggestLosers

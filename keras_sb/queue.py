@@ -17,9 +17,33 @@ function on backends without in-place updates.
 their own queue and must take every backward step together.
 """
 
+from typing import NamedTuple
+
 from keras import ops
 
 from keras_sb import selection
+
+
+class Drained(NamedTuple):
+    """What `drain` leaves: the queue, its size, the backward steps run and
+    the final carry."""
+
+    queue: list
+    size: object
+    steps: object
+    carry: object
+
+
+class SynchronizedDrain(NamedTuple):
+    """What `drain_synchronized` leaves: the queue, its size, the backward
+    steps run, the examples trained on over all replicas, and the selected
+    examples of this replica that found no room."""
+
+    queue: list
+    size: object
+    steps: object
+    trained: object
+    dropped: object
 
 
 def enqueue(queue, size, batch, order, consumed, num_selected):
@@ -70,9 +94,9 @@ def drain(queue, size, batch, selected, backward_if_full, carry=()):
         carry: a structure of tensors passed through `backward_if_full`.
 
     Returns:
-        Tuple `(queue, size, steps, carry)`: the queue left after the batch,
-        its size (`< capacity`), the number of backward steps run and the
-        final carry.
+        A `Drained`: the queue left after the batch, its size
+        (`< capacity`), the number of backward steps run and the final
+        carry.
     """
     capacity = ops.shape(queue[0])[0]
     order = selection.selected_first_order(selected)
@@ -96,7 +120,7 @@ def drain(queue, size, batch, selected, backward_if_full, carry=()):
         move_and_train,
         (zero, ops.cast(size, "int32"), zero, list(queue), carry),
     )
-    return list(queue), size, steps, carry
+    return Drained(list(queue), size, steps, carry)
 
 
 def pop_front(queue, size, count):
@@ -155,10 +179,9 @@ def drain_synchronized(queue, size, batch, selected, batch_rows, iterations,
             is true, when `run` holds, and returns int32 1 if it ran.
 
     Returns:
-        Tuple `(queue, size, steps, trained, dropped)`: the queue left, its
-        size, the backward steps run, the examples trained on over all
-        replicas, and the selected examples of this replica that found no
-        room.
+        A `SynchronizedDrain`: the queue left, its size, the backward
+        steps run, the examples trained on over all replicas, and the
+        selected examples of this replica that found no room.
     """
     capacity = ops.shape(queue[0])[0]
     order = selection.selected_first_order(selected)
@@ -179,4 +202,5 @@ def drain_synchronized(queue, size, batch, selected, batch_rows, iterations,
         steps = steps + backward(run, head, rows < size)
         trained = trained + ops.where(run, all_rows, zero)
         queue, size = pop_front(queue, size, ops.where(run, local_rows, zero))
-    return list(queue), size, steps, trained, num_selected - consumed
+    return SynchronizedDrain(list(queue), size, steps, trained,
+                             num_selected - consumed)

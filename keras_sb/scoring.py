@@ -18,6 +18,8 @@ import contextlib
 import keras
 from keras import ops
 
+from keras_sb import _keras_compat
+
 
 class PerExampleLossError(ValueError):
     """A compiled loss cannot give one value per example."""
@@ -60,8 +62,8 @@ def _loss_mask(loss_fn, y_true, y_pred):
     """The mask `loss_fn` applies to its unreduced values, or None: that of
     the predictions (`Masking`) and that of the loss (`ignore_class`), as
     `keras.losses.Loss.__call__` combines them."""
-    masks = [keras.src.backend.get_keras_mask(y_pred),
-             keras.src.backend.get_keras_mask(loss_fn.call(y_true, y_pred))]
+    masks = [_keras_compat.get_keras_mask(y_pred),
+             _keras_compat.get_keras_mask(loss_fn.call(y_true, y_pred))]
     masks = [mask for mask in masks if mask is not None]
     if not masks:
         return None
@@ -114,17 +116,11 @@ def per_example_loss(compile_loss, y_true, y_pred, sample_weight=None):
             "examples by that compiled loss, per example; an override of "
             "`compute_loss` is not used for the ranking."
         )
-    flat_losses = compile_loss._flat_losses
-    compile_loss._flat_losses = [
-        entry._replace(loss=_per_example(entry.loss)) for entry in flat_losses
-    ]
     # The loss metrics' updates go to a scope that is then dropped: no
     # variable is assigned, so this also works inside a conditional branch of
     # a stateless (JAX) step.
     trackers = _loss_tracker_variables(compile_loss)
-    try:
+    with _keras_compat.replaced_flat_losses(compile_loss, _per_example):
         with keras.StatelessScope(state_mapping=[(v, v.value) for v in trackers]):
             values = compile_loss(y_true, y_pred, sample_weight)
-    finally:
-        compile_loss._flat_losses = flat_losses
     return ops.cast(values, "float32")

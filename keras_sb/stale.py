@@ -22,11 +22,29 @@ This module holds the pure functions on the table and the `StaleSelection`
 callback that marks epochs fresh or stale.
 """
 
+from typing import NamedTuple
+
 import keras
 import numpy as np
 from keras import ops
 
 from keras_sb import selection
+
+
+class ScoreTable(NamedTuple):
+    """The score table: one row per example id, as variables
+    (`SelectionState.score_table`) or as their values.
+
+    Attributes:
+        loss: float32 `(n,)`, each example's last loss (NaN until scored).
+        probability: float32 `(n,)`, its selection probability from the last
+            fresh epoch (1 until scored).
+        epoch: int32 `(n,)`, the epoch of its last score (`NOT_SCORED`).
+    """
+
+    loss: object
+    probability: object
+    epoch: object
 
 
 def valid_example_ids(example_ids, table_size):
@@ -45,12 +63,12 @@ def stored_probabilities(table, example_ids):
     trained on, and the model reports the bad id at the end of the epoch.
 
     Args:
-        table: tuple `(losses, probabilities, epochs)` of tensors `(n,)`.
+        table: a `ScoreTable` (or a tuple in its order) of tensors `(n,)`.
         example_ids: int32 tensor `(batch_size,)`.
     """
-    _, probability_column, _ = table
-    size = ops.shape(probability_column)[0]
-    stored = ops.take(probability_column, _safe_ids(example_ids, size), axis=0)
+    table = ScoreTable(*table)
+    size = ops.shape(table.probability)[0]
+    stored = ops.take(table.probability, _safe_ids(example_ids, size), axis=0)
     return ops.where(valid_example_ids(example_ids, size), stored, 1.0)
 
 
@@ -61,7 +79,7 @@ def record_scores(table, example_ids, losses, probabilities, epoch, mask=None):
     were.
 
     Args:
-        table: tuple `(losses, probabilities, epochs)` of tensors `(n,)`.
+        table: a `ScoreTable` (or a tuple in its order) of tensors `(n,)`.
         example_ids: int32 tensor `(batch_size,)`.
         losses: float tensor `(batch_size,)`.
         probabilities: float tensor `(batch_size,)`.
@@ -69,9 +87,10 @@ def record_scores(table, example_ids, losses, probabilities, epoch, mask=None):
         mask: optional bool tensor `(batch_size,)` of rows to write.
 
     Returns:
-        The updated table.
+        The updated `ScoreTable`.
     """
-    size = ops.shape(table[0])[0]
+    table = ScoreTable(*table)
+    size = ops.shape(table.loss)[0]
     write = valid_example_ids(example_ids, size)
     if mask is not None:
         write = ops.logical_and(write, mask)
@@ -84,7 +103,7 @@ def record_scores(table, example_ids, losses, probabilities, epoch, mask=None):
         new_table.append(
             ops.scatter_update(column, ops.expand_dims(indices, -1), values)
         )
-    return tuple(new_table)
+    return ScoreTable(*new_table)
 
 
 def is_stale_epoch(epoch, last_fresh_epoch, staleness):
@@ -181,14 +200,15 @@ class StaleSelection(keras.callbacks.Callback):
         )
         if selecting and not self._stale:
             state.last_fresh_epoch.assign(self._epoch)
-        self.model._begin_epoch_draws(self._stale, self._epoch)
+        self.model.fit_session.begin_epoch(self._stale, self._epoch)
 
     def on_epoch_end(self, epoch, logs=None):
         state = self.model.selection_state
-        stale_filter = self.model._stale_filter
-        if self._stale and stale_filter is not None and logs is not None:
+        session = self.model.fit_session
+        kept_fraction = session.kept_fraction()
+        if self._stale and kept_fraction is not None and logs is not None:
             # The model saw only the examples the pipeline kept.
-            logs["selected_fraction"] = stale_filter.kept_fraction()
+            logs["selected_fraction"] = kept_fraction
         invalid = int(state.invalid_example_ids.numpy())
         if invalid:
             state.invalid_example_ids.assign(0)
@@ -200,9 +220,9 @@ class StaleSelection(keras.callbacks.Callback):
                 "`keras_sb.data.with_example_ids` on the whole training set, "
                 "or pass the right `num_examples` to StaleSelection."
             )
-        if not self._stale and not self.model._fit_steps_per_epoch:
+        if not self._stale and session.covers_whole_data:
             # A fresh epoch over the whole data scores every row once.
-            epochs = keras.ops.convert_to_numpy(state.score_table[2].value)
+            epochs = keras.ops.convert_to_numpy(state.score_table.epoch.value)
             missing = int(np.sum(epochs != self._epoch))
             if missing:
                 raise ValueError(
@@ -215,7 +235,7 @@ class StaleSelection(keras.callbacks.Callback):
 
     def on_train_end(self, logs=None):
         self._stale = False
-        self.model._set_stale_epoch(False)
+        self.model.fit_session.close()
 
     def get_config(self):
         return {"staleness": self.staleness, "num_examples": self.num_examples}

@@ -11,9 +11,10 @@ import warnings
 
 import keras
 import numpy as np
-from keras.src.trainers.data_adapters import data_adapter_utils
 
+from keras_sb import _keras_compat
 from keras_sb import selection
+from keras_sb.stale import ScoreTable
 from keras_sb.schedule import NEVER
 
 _COUNTERS = (
@@ -95,9 +96,7 @@ def _is_sparse(leaf):
     return bool(
         getattr(leaf, "sparse", False) is True
         or type(leaf).__name__ == "SparseTensorSpec"
-        or data_adapter_utils.is_tensorflow_sparse(leaf)
-        or data_adapter_utils.is_jax_sparse(leaf)
-        or data_adapter_utils.is_scipy_sparse(leaf)
+        or _keras_compat.is_sparse_data(leaf)
     )
 
 
@@ -203,11 +202,11 @@ class SelectionState(keras.layers.Layer):
         """
         if self.score_table is not None:
             raise ValueError("The score table exists already.")
-        self.score_table = tuple(
+        self.score_table = ScoreTable(*(
             self._add_state_variable(initial, shape=(num_examples,),
                                      dtype=dtype, name=name)
             for name, dtype, initial in _SCORE_COLUMNS
-        )
+        ))
 
     # --- The pending queue -------------------------------------------------
 

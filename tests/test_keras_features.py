@@ -737,7 +737,9 @@ class TestBuilding:
         with pytest.raises(TypeError, match="FunctionalSelectiveBackpropModel"):
             Net(*mlp())
         # ... and SelectiveBackpropModel itself is left intact.
-        assert keras_sb.SelectiveBackpropModel.__bases__ == (keras.Model,)
+        assert keras_sb.SelectiveBackpropModel.__bases__ == (
+            keras_sb.backend.Trainer, keras_sb.trainer.SelectiveTrainer,
+            keras.Model)
 
 
 class TestSchedule:

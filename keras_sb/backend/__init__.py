@@ -24,6 +24,9 @@ backend. A backend module provides:
   JAX the step is one program over the global batch (`keras.distribution`
   shards it), so there is a single "replica"; on TensorFlow,
   `local_batch(strategy, batch)` takes one replica's part of a batch;
+- `Trainer`: the mixin of `SelectiveBackpropModel` with the backend's side
+  of the trainer (`make_train_function`, how the queue's variables are made,
+  switching between the fresh and the stale step);
 - `STATELESS_STEP`: True where the trainer passes the training state into the
   step (JAX): the queue's variables must then exist before `fit` gathers that
   state; False where the first call of the train function may create them
@@ -36,6 +39,7 @@ _BACKEND = keras.backend.backend()
 
 if _BACKEND == "tensorflow":
     from keras_sb.backend.tensorflow import STATELESS_STEP
+    from keras_sb.backend.tensorflow_trainer import TensorFlowTrainer as Trainer
     from keras_sb.backend.tensorflow import all_gather
     from keras_sb.backend.tensorflow import all_reduce_sum
     from keras_sb.backend.tensorflow import num_replicas
@@ -51,6 +55,7 @@ if _BACKEND == "tensorflow":
     from keras_sb.backend.tensorflow import training_state
 elif _BACKEND == "jax":
     from keras_sb.backend.jax import STATELESS_STEP
+    from keras_sb.backend.jax_trainer import JAXTrainer as Trainer
     from keras_sb.backend.jax import all_gather
     from keras_sb.backend.jax import all_reduce_sum
     from keras_sb.backend.jax import num_replicas

@@ -17,6 +17,7 @@ import itertools
 
 import tensorflow as tf
 
+from keras_sb import _keras_compat
 from keras_sb import scoring
 
 STATELESS_STEP = False
@@ -35,7 +36,7 @@ def train_step(model, data):
             logs = model._selective_train_step(data)
     strategy = tf.distribute.get_strategy()
     if (isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
-            and strategy.extended._in_multi_worker_mode()):
+            and _keras_compat.in_multi_worker_mode(strategy)):
         # Keras 3.15 averages the logs of several workers with
         # `strategy.reduce("MEAN", value, axis=0)`, which fails on scalars.
         logs = {name: tf.reshape(value, (1,)) for name, value in logs.items()}

@@ -1,0 +1,91 @@
+"""The callbacks `SelectiveBackpropModel.fit` adds to the user's.
+
+- `SelectionWindow` (first in the list): moves the selection window at each
+  epoch start, counts epochs, and warns about epochs that trained nothing
+  selectively;
+- `SelectionProgbar` (in place of Keras's progress bar, for data filtered by
+  `keras_sb.data.stale_filter`): lets epochs differ in length.
+"""
+
+import warnings
+
+import keras
+
+from keras_sb import schedule
+
+
+class SelectionWindow(keras.callbacks.Callback):
+    """Places the selection window (`start`, `end`) at each epoch start.
+
+    Added by `SelectiveBackpropModel.fit` in front of the user's callbacks;
+    it also counts completed epochs, the unit of `start="1ep"`.
+
+    Args:
+        start: when selection starts, as parsed by `schedule.parse_time`.
+        end: when it stops again (parsed), or None.
+    """
+
+    def __init__(self, start, end):
+        super().__init__()
+        self._window = (start, end)
+
+    def on_train_begin(self, logs=None):
+        self._dropped = int(self.model.selection_state.dropped_examples.numpy())
+        self._warned_bypass = False
+
+    def on_epoch_begin(self, epoch, logs=None):
+        state = self.model.selection_state
+        counters = state.counters()
+        start_step, end_step = schedule.window_thresholds(
+            *self._window,
+            step=counters["scored_batches"],
+            epoch=epoch,
+            epochs=self.params.get("epochs") or epoch + 1,
+            epochs_completed=counters["epochs_completed"],
+            steps_per_epoch=self.params.get("steps"),
+        )
+        state.selection_start.assign(start_step)
+        state.selection_end.assign(end_step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        state = self.model.selection_state
+        state.epochs_completed.assign_add(1)
+        if not self.model._selective_step_used and not self._warned_bypass:
+            self._warned_bypass = True
+            warnings.warn(
+                f"{type(self.model).__name__} overrides `train_step` without "
+                "calling `super().train_step(...)`: no example was scored or "
+                "selected this epoch, and every example was trained on as in "
+                "a plain keras.Model. Selective-Backprop runs in "
+                "SelectiveBackpropModel.train_step; to customize the loss, "
+                "compile a per-example `loss=` instead.",
+                stacklevel=2,
+            )
+        dropped = int(state.dropped_examples.numpy())
+        if dropped > self._dropped:
+            warnings.warn(
+                f"{dropped - self._dropped} selected examples found no room "
+                "in their replica's queue this epoch and were not trained on. "
+                "Set `backprop_batch_size` to at least the global batch size.",
+                stacklevel=2,
+            )
+        self._dropped = dropped
+
+
+class SelectionProgbar(keras.callbacks.ProgbarLogger):
+    """Keras's progress bar, for epochs that may differ in length.
+
+    Args:
+        varying_epochs: whether epochs differ in their number of steps (data
+            filtered by `keras_sb.data.stale_filter`): each epoch then counts
+            its own steps, where Keras's holds every epoch to the first one's.
+    """
+
+    def __init__(self, varying_epochs=False):
+        super().__init__()
+        self.varying_epochs = varying_epochs
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if self.varying_epochs:
+            self.target = None
+        super().on_epoch_begin(epoch, logs)

@@ -66,6 +66,15 @@ def first_batch(epoch_iterator):
         return next(batches)
 
 
+def element_spec_of(epoch_iterator):
+    """The `element_spec` of the `tf.data.Dataset` a Keras epoch iterator
+    reads, or None for other data (Keras 3.15: `TFDatasetAdapter._dataset`).
+    Reading it consumes no data."""
+    adapter = getattr(epoch_iterator, "data_adapter", None)
+    dataset = getattr(adapter, "_dataset", None)
+    return getattr(dataset, "element_spec", None)
+
+
 def forget_epoch_length(epoch_iterator):
     """Lets each epoch of `epoch_iterator` run until the data run out.
 
@@ -122,3 +131,26 @@ def find_in_dataset_chain(dataset, attribute):
             return found
     return None
 
+
+def batch_size_in_chain(dataset):
+    """The `batch_size` of the nearest `batch` / `padded_batch` a dataset was
+    made from, or None where it cannot be read without reading data.
+
+    TensorFlow 2.21: `_batch_size` of `_BatchDataset` and
+    `_PaddedBatchDataset` (see `_dataset_chain`); a transformation that
+    regroups examples (`unbatch`, `rebatch`, windows) in between gives None.
+    """
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(dataset, tf.data.Dataset):
+        return None
+    regrouping = ("Unbatch", "Rebatch", "Window", "FlatMap", "Interleave",
+                  "GroupByWindow", "Scan")
+    for link in _dataset_chain(dataset):
+        name = type(link).__name__
+        if any(word in name for word in regrouping):
+            return None
+        batch_size = getattr(link, "_batch_size", None)
+        if batch_size is not None and "Batch" in name:
+            value = tf.get_static_value(batch_size)
+            return None if value is None else int(value)
+    return None

@@ -39,13 +39,18 @@ class SelectiveTrainer:
         make_queue = self._queue_from_next_build
         self._queue_from_next_build = False
         parts = [self._compile_metrics, self._compile_loss, *self._flatten_layers()]
-        if not make_queue and all(part is None or part.built for part in parts):
+        built = all(part is None or part.built for part in parts)
+        if not make_queue and built:
             # Nothing needs a batch of data (as in `Trainer._symbolic_build`).
             return super()._symbolic_build(data_batch=())
+        if data_batch is None and built:
+            # The queue needs the batches' structure only: read no data
+            # where the specs tell it (Keras reads none once built).
+            data_batch = _keras_compat.element_spec_of(iterator)
         if data_batch is None:
             data_batch = _keras_compat.first_batch(iterator)
         data, _ = data_utils.split_example_ids(data_batch)
-        super()._symbolic_build(data_batch=data)
+        super()._symbolic_build(data_batch=() if built else data)
         # The queue only for `fit` and `train_on_batch` on JAX.
         if make_queue and self._prepare_queue(data_batch):
             self.train_function = None  # Its state has new variables.

@@ -105,6 +105,21 @@ def cloning_source(cls):
     return source if type(source) is cls else None
 
 
+@contextlib.contextmanager
+def sublayer_hidden(model, layer):
+    """`model.layers` leaves out `layer` inside the context (Keras 3.15:
+    `Layer._layers`, the list that `layers` is made from). Saving still
+    finds it under the path it always had."""
+    hidden = any(sublayer is layer for sublayer in model._layers)
+    if hidden:
+        model._layers.remove(layer)
+    try:
+        yield
+    finally:
+        if hidden:
+            model._layers.insert(0, layer)
+
+
 def in_multi_worker_mode(strategy):
     """Whether a `tf.distribute` strategy spans several workers (TensorFlow
     2.21: `strategy.extended._in_multi_worker_mode()`)."""

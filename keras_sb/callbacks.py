@@ -1,10 +1,10 @@
 """The callbacks `SelectiveBackpropModel.fit` adds to the user's.
 
 - `SelectionWindow` (first in the list): moves the selection window at each
-  epoch start, counts epochs, and warns about epochs that trained nothing
-  selectively;
-- `SelectionProgbar` (in place of Keras's progress bar, for data filtered by
-  `keras_sb.data.stale_filter`): lets epochs differ in length.
+  epoch start, counts epochs, logs `backprops` as an int, and warns about
+  epochs that trained nothing selectively;
+- `SelectionProgbar` (in place of Keras's progress bar): shows `backprops`
+  as a whole number, and lets epochs of filtered data differ in length.
 """
 
 import warnings
@@ -47,7 +47,11 @@ class SelectionWindow(keras.callbacks.Callback):
         state.selection_start.assign(start_step)
         state.selection_end.assign(end_step)
 
+    def on_train_batch_end(self, batch, logs=None):
+        _backprops_as_int(logs)
+
     def on_epoch_end(self, epoch, logs=None):
+        _backprops_as_int(logs)
         state = self.model.selection_state
         state.epochs_completed.assign_add(1)
         if not self.model._selective_step_used and not self._warned_bypass:
@@ -72,8 +76,26 @@ class SelectionWindow(keras.callbacks.Callback):
         self._dropped = dropped
 
 
+def _backprops_as_int(logs):
+    # Keras turns every logged value into a float; a count is an int (in
+    # `history` and for the callbacks after this one).
+    if logs is not None and "backprops" in logs:
+        logs["backprops"] = int(logs["backprops"])
+
+
+class _WholeNumber(float):
+    """A float that Keras's `Progbar` prints without decimals: it formats
+    every value with `.4f` after dividing it by a count of 1."""
+
+    def __truediv__(self, other):
+        return _WholeNumber(float(self) / other)
+
+    def __format__(self, spec):
+        return str(int(self))
+
+
 class SelectionProgbar(keras.callbacks.ProgbarLogger):
-    """Keras's progress bar, for epochs that may differ in length.
+    """Keras's progress bar, with `backprops` as a whole number.
 
     Args:
         varying_epochs: whether epochs differ in their number of steps (data
@@ -89,3 +111,15 @@ class SelectionProgbar(keras.callbacks.ProgbarLogger):
         if self.varying_epochs:
             self.target = None
         super().on_epoch_begin(epoch, logs)
+
+    def _update_progbar(self, batch, logs=None):
+        super()._update_progbar(batch, _whole_backprops(logs))
+
+    def _finalize_progbar(self, logs):
+        super()._finalize_progbar(_whole_backprops(logs))
+
+
+def _whole_backprops(logs):
+    if not logs or "backprops" not in logs:
+        return logs
+    return {**logs, "backprops": _WholeNumber(logs["backprops"])}

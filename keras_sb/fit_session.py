@@ -136,11 +136,11 @@ def open_session(model, x, batch_size, callbacks, verbose, class_weight,
         prepare_score_table(model, x, stale_callbacks[0])
     stale_filter = checked_stale_filter(
         model, x, bool(stale_callbacks), steps_per_epoch)
-    if (stale_filter is not None and verbose != 0
-            and isinstance(callbacks, list)
+    if (verbose != 0 and isinstance(callbacks, list)
             and not any(isinstance(c, keras.callbacks.ProgbarLogger)
                         for c in callbacks)):
-        callbacks.append(SelectionProgbar(varying_epochs=True))
+        callbacks.append(
+            SelectionProgbar(varying_epochs=stale_filter is not None))
     class_weight = class_weight_for_keras(model, x, class_weight)
     session = FitSession(model, data_batch_size, steps_per_epoch, stale_filter)
     return x, callbacks, class_weight, session

@@ -301,3 +301,8 @@ class SelectiveBackpropModel(backend.Trainer, SelectiveTrainer, keras.Model):
         ```
         """
         return self.selection_state.clear_queue()
+
+    def summary(self, *args, **kwargs):
+        # The selection state is training state, not a layer of the network.
+        with _keras_compat.sublayer_hidden(self, self.selection_state):
+            return super().summary(*args, **kwargs)

@@ -26,7 +26,7 @@ bench: setup
 	$(BIN)/python benchmarks/throughput.py
 	$(BIN)/python benchmarks/stale_pipeline.py
 	$(BIN)/python benchmarks/distributed.py
-	$(BIN)/python benchmarks/time_to_accuracy.py --path ../shared/data/cifar10-jpeg.tar.xz --epochs 10
+	$(BIN)/python benchmarks/time_to_accuracy.py --path ../shared/data/cifar10-jpeg.tar.xz --epochs 10 --output time_to_accuracy
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

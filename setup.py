@@ -9,9 +9,10 @@ setup(
     long_description=open("README.md", encoding="utf-8").read(),
     long_description_content_type="text/markdown",
     packages=find_packages(include=["keras_sb", "keras_sb.*"]),
+    py_modules=["keras_sb_cli"],
     python_requires=">=3.11",
     install_requires=["keras>=3.15,<3.16", "numpy"],
-    entry_points={"console_scripts": ["keras-sb=keras_sb.cli:main"]},
+    entry_points={"console_scripts": ["keras-sb=keras_sb_cli:main"]},
     extras_require={
         # TensorFlow: the CPU build on machines without a GPU.
         "cpu": ["tensorflow-cpu>=2.21"],

@@ -15,7 +15,7 @@ import time
 import keras
 
 import keras_sb
-from keras_sb.cli import positive_int
+from keras_sb_cli import positive_int
 
 
 def network():

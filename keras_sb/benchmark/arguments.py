@@ -8,7 +8,7 @@ from keras_sb import datasets
 from keras_sb.benchmark.outputs import QUICK_OUTPUT
 from keras_sb.benchmark.outputs import RESULTS_DIR
 from keras_sb.benchmark.outputs import default_output
-from keras_sb.cli import positive_int
+from keras_sb_cli import positive_int
 
 # What --quick sets, where those options are not given.
 QUICK = {"train_size": 2048, "test_size": 1000, "epochs": 4}

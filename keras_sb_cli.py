@@ -1,6 +1,13 @@
-"""The `keras-sb` command: `keras-sb demo` and `keras-sb bench`."""
+"""The `keras-sb` command: `keras-sb demo` and `keras-sb bench`.
+
+A module of its own, outside the `keras_sb` package, whose `__init__`
+imports Keras (and so TensorFlow or JAX): `keras-sb --help` and a mistyped
+command answer at once, and a subcommand's module is imported only when that
+subcommand runs.
+"""
 
 import argparse
+import importlib
 import os
 import sys
 
@@ -42,9 +49,8 @@ def main(argv=None):
     if argv[0] not in COMMANDS:
         parser.parse_args(argv[:1])  # --help, or an error naming the choices.
         return 2
+    # Before the subcommand's module imports TensorFlow.
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    import importlib
-
     module = importlib.import_module(COMMANDS[argv[0]][0])
     module.main(argv[1:])
     return 0

@@ -7,9 +7,14 @@ import tarfile
 import time
 
 from keras_sb.benchmark import machine
+from keras_sb.benchmark import source_commit
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RESULTS = os.path.join(ROOT, "benchmarks", "results")
+# Read when a script starts: its results name the code that ran, even if
+# the checkout moves during a long run.
+source_commit()
+
 OUTPUT_HELP = ("name of the result file, benchmarks/results/<name>.json; a "
                "path (e.g. /tmp/x) writes there instead")
 

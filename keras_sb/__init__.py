@@ -7,11 +7,16 @@ get the backward pass.
 ```python
 import keras, keras_sb
 
+inputs = keras.Input((64,))
+outputs = keras.layers.Dense(10, activation="softmax")(inputs)
 model = keras_sb.SelectiveBackpropModel(inputs, outputs, beta=2.0)
-model.compile(optimizer="sgd", loss="sparse_categorical_crossentropy",
+model.compile(optimizer="adam", loss="sparse_categorical_crossentropy",
               metrics=["accuracy"])
-model.fit(train_ds, epochs=30, validation_data=test_ds)
+model.fit(x_train, y_train, batch_size=128, epochs=30,
+          validation_data=(x_test, y_test))
 ```
+
+The README has a complete example and which method to use when.
 """
 
 from keras_sb import data

@@ -47,9 +47,6 @@ class SelectionWindow(keras.callbacks.Callback):
         state.selection_start.assign(start_step)
         state.selection_end.assign(end_step)
 
-    def on_train_batch_end(self, batch, logs=None):
-        _backprops_as_int(logs)
-
     def on_epoch_end(self, epoch, logs=None):
         _backprops_as_int(logs)
         state = self.model.selection_state
@@ -78,7 +75,9 @@ class SelectionWindow(keras.callbacks.Callback):
 
 def _backprops_as_int(logs):
     # Keras turns every logged value into a float; a count is an int (in
-    # `history` and for the callbacks after this one).
+    # `history` and for the callbacks after this one). Epoch logs only: a
+    # batch hook would stop Keras from dispatching batch hooks
+    # asynchronously.
     if logs is not None and "backprops" in logs:
         logs["backprops"] = int(logs["backprops"])
 

@@ -234,8 +234,8 @@ class StaleSelection(keras.callbacks.Callback):
                 )
 
     def on_train_end(self, logs=None):
+        # `fit` closes its session, which switches back to the fresh step.
         self._stale = False
-        self.model.fit_session.close()
 
     def get_config(self):
         return {"staleness": self.staleness, "num_examples": self.num_examples}

@@ -22,15 +22,10 @@ backend. A backend module provides:
   once per replica of a `tf.distribute` strategy, and these exchange values
   between the replicas and run the backward step on all of them at once; on
   JAX the step is one program over the global batch (`keras.distribution`
-  shards it), so there is a single "replica"; on TensorFlow,
-  `local_batch(strategy, batch)` takes one replica's part of a batch;
+  shards it), so there is a single "replica";
 - `Trainer`: the mixin of `SelectiveBackpropModel` with the backend's side
   of the trainer (`make_train_function`, how the queue's variables are made,
   switching between the fresh and the stale step);
-- `STATELESS_STEP`: True where the trainer passes the training state into the
-  step (JAX): the queue's variables must then exist before `fit` gathers that
-  state; False where the first call of the train function may create them
-  (TensorFlow, with `peek_batch_structure(iterator)`).
 """
 
 import keras
@@ -38,7 +33,6 @@ import keras
 _BACKEND = keras.backend.backend()
 
 if _BACKEND == "tensorflow":
-    from keras_sb.backend.tensorflow import STATELESS_STEP
     from keras_sb.backend.tensorflow_trainer import TensorFlowTrainer as Trainer
     from keras_sb.backend.tensorflow import all_gather
     from keras_sb.backend.tensorflow import all_reduce_sum
@@ -47,14 +41,11 @@ if _BACKEND == "tensorflow":
     from keras_sb.backend.tensorflow import synchronized_run_if
     from keras_sb.backend.tensorflow import variable_scope
     from keras_sb.backend.tensorflow import backward_step
-    from keras_sb.backend.tensorflow import local_batch
-    from keras_sb.backend.tensorflow import peek_batch_structure
     from keras_sb.backend.tensorflow import restore_training_state
     from keras_sb.backend.tensorflow import run_if
     from keras_sb.backend.tensorflow import train_step
     from keras_sb.backend.tensorflow import training_state
 elif _BACKEND == "jax":
-    from keras_sb.backend.jax import STATELESS_STEP
     from keras_sb.backend.jax_trainer import JAXTrainer as Trainer
     from keras_sb.backend.jax import all_gather
     from keras_sb.backend.jax import all_reduce_sum

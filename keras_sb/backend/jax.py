@@ -22,8 +22,6 @@ import contextlib
 import jax
 import keras
 
-STATELESS_STEP = True
-
 
 def _state_variables(model):
     """The variables of the JAX trainer's state, in its order."""

@@ -6,6 +6,7 @@ they are made in `_symbolic_build`, which Keras calls first. The fresh and
 the stale step are two jitted functions, made on first use and kept.
 """
 
+import contextlib
 import functools
 
 
@@ -38,16 +39,20 @@ class JAXTrainer:
         if self.train_function is not None:
             self.make_train_function()
 
-    def fit(self, *args, **kwargs):
+    @contextlib.contextmanager
+    def _queue_from_data(self):
+        """Inside: Keras's next `_symbolic_build` makes the queue for the
+        data it is given."""
         self._queue_from_next_build = True
         try:
-            return super().fit(*args, **kwargs)
+            yield
         finally:
             self._queue_from_next_build = False
 
+    def fit(self, *args, **kwargs):
+        with self._queue_from_data():
+            return super().fit(*args, **kwargs)
+
     def train_on_batch(self, *args, **kwargs):
-        self._queue_from_next_build = True
-        try:
+        with self._queue_from_data():
             return super().train_on_batch(*args, **kwargs)
-        finally:
-            self._queue_from_next_build = False

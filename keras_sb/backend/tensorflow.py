@@ -20,8 +20,6 @@ import tensorflow as tf
 from keras_sb import _keras_compat
 from keras_sb import scoring
 
-STATELESS_STEP = False
-
 
 def train_step(model, data):
     """`Model.train_step(data)` as the TensorFlow trainer calls it."""

@@ -18,6 +18,8 @@ from keras_sb import _keras_compat
 from keras_sb import backend
 from keras_sb import data as data_utils
 from keras_sb import stale
+from keras_sb.callbacks import SelectionProgbar
+from keras_sb.callbacks import SelectionWindow
 
 
 class FitSession:
@@ -102,9 +104,6 @@ def open_session(model, x, batch_size, callbacks, verbose, class_weight,
         Tuple `(x, callbacks, class_weight, session)`: the arguments to pass
         on to Keras's `fit`, and the session.
     """
-    from keras_sb.callbacks import SelectionProgbar
-    from keras_sb.callbacks import SelectionWindow
-
     if isinstance(x, types.GeneratorType) and batch_size is None:
         # Its first batch tells the batch size; Keras reads it again.
         data_batch_size, x = data_utils.peek_generator(x)

@@ -108,7 +108,7 @@ def open_session(model, x, batch_size, callbacks, verbose, class_weight,
         # Its first batch tells the batch size; Keras reads it again.
         data_batch_size, x = data_utils.peek_generator(x)
     else:
-        data_batch_size = batch_size_before_training(x, batch_size)
+        data_batch_size = data_utils.batch_size_of(x, batch_size)
     if data_batch_size is not None and data_batch_size > model.history_size:
         # A batch's losses join the history before they are ranked
         # against it: the history must hold a whole batch.
@@ -171,17 +171,6 @@ def class_weight_for_keras(model, x, class_weight):
         in_step, class_weight = dict(class_weight), None
     model._change_step_settings(class_weight=in_step)
     return class_weight
-
-
-def batch_size_before_training(x, batch_size):
-    """The batch size of `fit`'s data, where it can be known without reading
-    data that `fit` would not read (the batch dimension of a `tf.data`
-    pipeline's spec is unknown unless its last batch is dropped)."""
-    if batch_size is None:
-        from_chain = _keras_compat.batch_size_in_chain(x)
-        if from_chain is not None:
-            return from_chain
-    return data_utils.batch_size_of(x, batch_size)
 
 
 def with_selection_callbacks(callbacks, window, model):

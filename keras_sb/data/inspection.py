@@ -101,7 +101,13 @@ def batch_size_of(x, batch_size=None):
         leaf = _first_leaf(x.element_spec)
         if leaf is not None and leaf.shape.rank and leaf.shape[0] is not None:
             return int(leaf.shape[0])
-        for element in x.take(1):  # The batch dimension is dynamic: peek.
+        # The batch dimension is dynamic: the pipeline's own `batch` tells it
+        # without reading data (a read refills a whole shuffle buffer); else
+        # peek.
+        from_chain = _keras_compat.batch_size_in_chain(x)
+        if from_chain is not None:
+            return from_chain
+        for element in x.take(1):
             return _size_of_batch(element)
         return None
     leaf = _first_leaf(x)

@@ -126,6 +126,16 @@ def in_multi_worker_mode(strategy):
     return strategy.extended._in_multi_worker_mode()
 
 
+def optimizer_learning_rate(optimizer):
+    """The learning rate an optimizer was given: a variable, a
+    `LearningRateSchedule` or a callable (Keras 3.15: `_learning_rate`,
+    which the public `learning_rate` evaluates; a `LossScaleOptimizer`
+    holds it in its `inner_optimizer`)."""
+    while hasattr(optimizer, "inner_optimizer"):
+        optimizer = optimizer.inner_optimizer
+    return getattr(optimizer, "_learning_rate", None)
+
+
 # --- tf.data -------------------------------------------------------------
 
 
@@ -168,4 +178,28 @@ def batch_size_in_chain(dataset):
         if batch_size is not None and "Batch" in name:
             value = tf.get_static_value(batch_size)
             return None if value is None else int(value)
+    return None
+
+
+def reshuffling_shuffle_in_chain(dataset):
+    """The nearest `shuffle` that `dataset` was made from and that reshuffles
+    every epoch, or None (see `_dataset_chain`).
+
+    TensorFlow 2.21: `_ShuffleDataset._reshuffle_each_iteration` (True,
+    False, or None, which tf.data treats as True); `Dataset.list_files`
+    shuffles that way by default. A `cache` in between replays its first
+    epoch's order in every epoch (TensorFlow 2.21: `CacheDataset`), so the
+    walk stops there.
+    """
+    tf = sys.modules.get("tensorflow")
+    if tf is None or not isinstance(dataset, tf.data.Dataset):
+        return None
+    for link in _dataset_chain(dataset):
+        name = type(link).__name__
+        if name == "CacheDataset":
+            return None
+        if "ShuffleDataset" in name and hasattr(link, "_reshuffle_each_iteration"):
+            reshuffle = link._reshuffle_each_iteration
+            if reshuffle is None or bool(reshuffle):
+                return link
     return None

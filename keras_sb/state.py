@@ -33,11 +33,14 @@ _COUNTERS = (
     ("invalid_example_ids", "example ids seen outside the score table"),
     ("padded_examples", "empty rows of backward steps (several replicas)"),
     ("dropped_examples", "selected examples that found no room in the queue"),
+    ("epoch_size", "examples this epoch goes over (0: not known)"),
+    ("draw_seed", "seed of the keep/skip draws made in the input pipeline"),
 )
 _INITIAL_VALUES = {"last_fresh_epoch": -1}
 # Counters that models saved by earlier versions lack: loaded as initial.
 _ADDED_COUNTERS = ("last_fresh_epoch", "invalid_example_ids",
-                   "padded_examples", "dropped_examples")
+                   "padded_examples", "dropped_examples", "epoch_size",
+                   "draw_seed")
 
 NOT_SCORED = -1
 """`score_epoch` of an example that was never scored."""
@@ -139,8 +142,12 @@ class SelectionState(keras.layers.Layer):
             selection.EMPTY_HISTORY_SLOT, shape=(history_size,),
             dtype="float32", name="loss_history",
         )
+        # Saved with the model, so a resumed run draws as an uninterrupted
+        # one would (`keras_sb.data.stale_filter`).
+        draw_seed = np.random.randint(2**31 - 1) if seed is None else seed
         initial = dict(_INITIAL_VALUES, selection_start=selection_start,
-                       selection_end=selection_end)
+                       selection_end=selection_end,
+                       draw_seed=int(draw_seed) % (2**31 - 1))
         for name, _ in _COUNTERS:
             setattr(self, name, self._add_state_variable(
                 initial.get(name, 0), dtype="int32", name=name,

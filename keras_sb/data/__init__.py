@@ -1,6 +1,9 @@
 """The data pipeline: batching, augmentation, and what keras-sb needs to know
 about the training data.
 
+- `selective`: `selective_pipeline`, training data ready for stale selection
+  and pruning in one call (ids, shuffling, draws, augmentation, batching),
+  from a `tf.data.Dataset` or NumPy arrays. Start here.
 - `example_ids`: stable example ids (`with_example_ids`, `keep_example_ids`),
   as stale selection (`keras_sb.StaleSelection`) needs.
 - `stale_filtering`: `stale_filter`, stale epochs' draws in the pipeline.
@@ -29,6 +32,7 @@ from keras_sb.data.inspection import count_examples
 from keras_sb.data.inspection import find_stale_filter
 from keras_sb.data.inspection import peek_generator
 from keras_sb.data.inspection import peek_structure
+from keras_sb.data.selective import selective_pipeline
 from keras_sb.data.stale_filtering import StaleFilter
 from keras_sb.data.stale_filtering import stale_filter
 from keras_sb.data.tf_pipelines import evaluation_pipeline

@@ -2,7 +2,10 @@
 
 `ArrayPipeline` does what `training_pipeline` and `evaluation_pipeline` do,
 from NumPy arrays, as a `keras.utils.PyDataset`: for any backend and without
-TensorFlow (e.g. JAX on a GPU machine).
+TensorFlow (e.g. JAX on a GPU machine). `RowBatches`, its base, holds what
+it shares with the NumPy path of `selective_pipeline`: the rows of each
+epoch (shuffled, drawn by a `StaleFilter` in stale epochs), example ids and
+the padding of stale epochs' last batches.
 """
 
 import threading
@@ -14,7 +17,9 @@ from keras_sb.data._checks import check_batch_size
 from keras_sb.data._checks import check_uint8_images
 from keras_sb.data.example_ids import DATA_KEY
 from keras_sb.data.example_ids import EXAMPLE_ID_KEY
+from keras_sb.data.example_ids import NUM_EXAMPLES_ATTRIBUTE
 from keras_sb.data.example_ids import PADDING_ID
+from keras_sb.data.stale_filtering import STALE_FILTER_ATTRIBUTE
 from keras_sb.data.stale_filtering import StaleFilter
 from keras_sb.selection import is_integer
 
@@ -37,7 +42,107 @@ def pad_crop_flip_batch(images, rng, padding=4):
     return crops.transpose(0, 2, 3, 1)
 
 
-class ArrayPipeline(keras.utils.PyDataset):
+class RowBatches(keras.utils.PyDataset):
+    """Batches of the rows of in-memory examples, for `fit` (a base class).
+
+    Each epoch goes over the rows `0 ... num_examples - 1` once, in a new
+    random order (a permutation drawn from `(seed, epoch)`) or in order;
+    in a stale epoch of a `StaleFilter`'s model, only over the rows it
+    keeps, and the last batch is filled up to `batch_size` with zeros of
+    id `PADDING_ID` (static shapes for XLA), which the model does not train
+    on. Subclasses make the batch of given rows (`_batch`).
+
+    The stale filter and, with ids, the number of examples are also set
+    under the attributes that `find_stale_filter` and `count_examples` look
+    for on `tf.data` datasets, so that `fit` finds them here as well.
+
+    Args:
+        num_examples: number of rows, `>= 1`.
+        batch_size: examples per batch, `>= 1` (checked).
+        shuffle: whether each epoch has its own order.
+        seed: int seed of the orders.
+        example_ids: whether batches are `{"data": batch, "example_id":
+            int32 rows}` (implied by `stale_filter`).
+        stale_filter: None, or the `StaleFilter` that draws the rows of
+            stale epochs.
+        workers: threads preparing batches ahead of the step.
+        max_queue_size: batches prepared ahead.
+    """
+
+    def __init__(self, num_examples, batch_size, shuffle, seed,
+                 example_ids=False, stale_filter=None, workers=1,
+                 max_queue_size=10):
+        super().__init__(workers=workers, use_multiprocessing=False,
+                         max_queue_size=max_queue_size)
+        self.batch_size = check_batch_size(batch_size)
+        self.shuffle = shuffle
+        self.example_ids = bool(example_ids) or stale_filter is not None
+        self.stale_filter = stale_filter
+        self._num_examples = int(num_examples)
+        self._seed = int(seed)
+        self._epoch = 0
+        self._order = self._new_order()
+        # The rows of the epoch (stale epochs: the kept ones), and the
+        # (draws, epoch) they were taken for; the worker threads share them.
+        self._rows_lock = threading.Lock()
+        self._rows_key = None
+        self._rows = self._order
+        setattr(self, STALE_FILTER_ATTRIBUTE, stale_filter)
+        setattr(self, NUM_EXAMPLES_ATTRIBUTE,
+                self._num_examples if self.example_ids else None)
+
+    def _new_order(self):
+        if not self.shuffle:
+            return np.arange(self._num_examples)
+        return np.random.default_rng([self._seed, self._epoch]).permutation(
+            self._num_examples)
+
+    def _epoch_rows(self):
+        draws = self.stale_filter
+        if draws is None:
+            return self._order
+        with self._rows_lock:
+            key = (draws.version, self._epoch)
+            if key != self._rows_key:
+                self._rows = self._order
+                if draws.stale:
+                    self._rows = self._order[draws.kept_rows(self._order)]
+                self._rows_key = key
+            return self._rows
+
+    def _batch(self, rows, index):
+        """The batch of the examples `rows` (an int array), the `index`-th
+        of the epoch: a structure of arrays of `len(rows)` rows."""
+        raise NotImplementedError
+
+    def __len__(self):
+        return -(-len(self._epoch_rows()) // self.batch_size)
+
+    def __getitem__(self, index):
+        if not 0 <= index < len(self):
+            raise IndexError(f"Batch {index} of {len(self)}.")
+        rows = self._epoch_rows()[index * self.batch_size:
+                                  (index + 1) * self.batch_size]
+        batch = self._batch(rows, index)
+        ids = rows.astype("int32")
+        missing = self.batch_size - len(rows)
+        if self.stale_filter is not None and self.stale_filter.stale and missing:
+            # A full last batch (static shapes): rows the model skips.
+            batch = keras.tree.map_structure(
+                lambda part: np.concatenate(
+                    [part, np.zeros((missing,) + part.shape[1:], part.dtype)]),
+                batch)
+            ids = np.append(ids, np.full(missing, PADDING_ID, "int32"))
+        if self.example_ids:
+            return {DATA_KEY: batch, EXAMPLE_ID_KEY: ids}
+        return batch
+
+    def on_epoch_end(self):
+        self._epoch += 1
+        self._order = self._new_order()
+
+
+class ArrayPipeline(RowBatches):
     """Batches of NumPy images for `fit`, with the standard augmentation.
 
     The NumPy counterpart of `training_pipeline` / `evaluation_pipeline`: a
@@ -78,8 +183,6 @@ class ArrayPipeline(keras.utils.PyDataset):
     def __init__(self, images, labels, batch_size, augment=True, shuffle=True,
                  seed=None, padding=4, workers=4, example_ids=False,
                  stale_model=None):
-        super().__init__(workers=workers, use_multiprocessing=False,
-                         max_queue_size=2 * workers)
         batch_size = check_batch_size(batch_size)
         images, labels = np.asarray(images), np.asarray(labels)
         if images.ndim != 4 or labels.ndim < 1 or len(images) != len(labels):
@@ -95,70 +198,24 @@ class ArrayPipeline(keras.utils.PyDataset):
             )
         if seed is not None and not is_integer(seed):
             raise ValueError(f"`seed` must be None or an int. Received: seed={seed!r}")
+        draws = None
+        if stale_model is not None:
+            # With no seed, the draws follow the model's saved seed (a
+            # resumed run draws as an uninterrupted one).
+            draws = StaleFilter(stale_model, seed)
+        seed = int(np.random.default_rng(seed).integers(2**31))
+        super().__init__(len(images), batch_size, shuffle, seed,
+                         example_ids=example_ids, stale_filter=draws,
+                         workers=workers, max_queue_size=2 * workers)
         self.images = images
         self.labels = labels
-        self.batch_size = batch_size
         self.augment = augment
-        self.shuffle = shuffle
         self.padding = padding
-        self.example_ids = example_ids or stale_model is not None
-        self._seed = int(np.random.default_rng(seed).integers(2**31))
-        self._epoch = 0
-        self._order = self._new_order()
-        self.stale_filter = None
-        if stale_model is not None:
-            self.stale_filter = StaleFilter(stale_model, self._seed)
-        # The rows of the epoch (stale epochs: the kept ones), and the
-        # (draws, epoch) they were taken for; the worker threads share them.
-        self._rows_lock = threading.Lock()
-        self._rows_key = None
-        self._rows = self._order
 
-    def _new_order(self):
-        if not self.shuffle:
-            return np.arange(len(self.images))
-        return np.random.default_rng([self._seed, self._epoch]).permutation(
-            len(self.images))
-
-    def _epoch_rows(self):
-        draws = self.stale_filter
-        if draws is None:
-            return self._order
-        with self._rows_lock:
-            key = (draws.version, self._epoch)
-            if key != self._rows_key:
-                self._rows = self._order
-                if draws.stale:
-                    self._rows = self._order[draws.kept_rows(self._order)]
-                self._rows_key = key
-            return self._rows
-
-    def __len__(self):
-        return -(-len(self._epoch_rows()) // self.batch_size)
-
-    def __getitem__(self, index):
-        if not 0 <= index < len(self):
-            raise IndexError(f"Batch {index} of {len(self)}.")
-        rows = self._epoch_rows()[index * self.batch_size:
-                                  (index + 1) * self.batch_size]
+    def _batch(self, rows, index):
         images = self.images[rows]
         if self.augment:
             rng = np.random.default_rng([self._seed, self._epoch, index])
             images = pad_crop_flip_batch(images, rng, self.padding)
-        batch = (np.multiply(images, np.float32(1 / 255), dtype="float32"),
-                 self.labels[rows])
-        ids = rows.astype("int32")
-        missing = self.batch_size - len(rows)
-        if self.stale_filter is not None and self.stale_filter.stale and missing:
-            # A full last batch (static shapes): rows the model skips.
-            batch = tuple(np.concatenate([part, np.zeros((missing,) + part.shape[1:],
-                                                         part.dtype)])
-                          for part in batch)
-            ids = np.append(ids, np.full(missing, PADDING_ID, "int32"))
-        if self.example_ids:
-            return {DATA_KEY: batch, EXAMPLE_ID_KEY: ids}
-        return batch
-
-    def on_epoch_end(self):
-        self._epoch += 1
-        self._order = self._new_order()
+        return (np.multiply(images, np.float32(1 / 255), dtype="float32"),
+                self.labels[rows])

@@ -5,11 +5,13 @@ which: `with_example_ids` gives every example of a dataset a stable id before
 it is shuffled and augmented, `keep_example_ids` adapts map functions to such
 elements, and both pipelines take `example_ids=True`. An element with an id is
 the dict `{"data": element, "example_id": id}`.
+`keras_sb.data.selective_pipeline` puts these steps in the right order.
 """
 
 import keras
 import numpy as np
 
+from keras_sb import _keras_compat
 from keras_sb.data._tensorflow import require_tensorflow
 
 DATA_KEY = "data"
@@ -71,12 +73,30 @@ def with_example_ids(dataset):
     Call it on the dataset of single examples, before shuffling, augmenting,
     repeating and batching: the id of an example is its position in
     `dataset`, and it travels with the example through the transformations
-    that follow. Map functions written for the original elements need
-    `keep_example_ids`; batching batches the ids too.
+    that follow. Batching batches the ids too.
+
+    `keras_sb.data.selective_pipeline` does all of this (ids, shuffling,
+    stale draws, augmentation with `keep_example_ids`, batching), and is the
+    simplest way to prepare training data for stale selection or pruning.
+
+    Two mistakes to avoid when building the pipeline by hand:
+
+    - Shuffling before this call. The position of an example then changes
+      from epoch to epoch, and so would its id: this raises a `ValueError`
+      if `dataset` was made by a `shuffle` that reshuffles every epoch
+      (the default of `Dataset.shuffle`, and of `Dataset.list_files`).
+      Shuffle after this call instead (a shuffle with
+      `reshuffle_each_iteration=False` before it is fine).
+    - Mapping the elements with a function of the original elements. An
+      element is now the dict `{"data": element, "example_id": id}`, so
+      `.map(lambda image, label: ...)` fails inside tf.data with
+      `TypeError: <lambda>() missing 1 required positional argument`: wrap
+      the function, `.map(keras_sb.data.keep_example_ids(augment))`.
 
     Args:
         dataset: a finite `tf.data.Dataset` of single examples, e.g.
-            `(image, label)`, whose order is the same in every epoch.
+            `(image, label)`, whose order is the same in every epoch (not
+            shuffled yet).
 
     Returns:
         A `tf.data.Dataset` of `{"data": element, "example_id": int64 id}`.
@@ -94,7 +114,15 @@ def with_example_ids(dataset):
     tf = require_tensorflow("keras_sb.data.with_example_ids")
 
     if has_example_ids(dataset.element_spec):
-        raise ValueError("The dataset's elements carry example ids already.")
+        raise ValueError(
+            "The dataset's elements carry example ids already. Received: "
+            f"elements with structure {dataset.element_spec}"
+        )
+    check_not_reshuffled(
+        dataset, "with_example_ids",
+        "Call `with_example_ids` before `shuffle` (or use "
+        "`keras_sb.data.selective_pipeline`, which does both in the right "
+        "order).")
     num_examples = int(dataset.cardinality())
     if num_examples == tf.data.INFINITE_CARDINALITY:
         raise ValueError(
@@ -109,8 +137,29 @@ def with_example_ids(dataset):
     return with_ids
 
 
+def check_not_reshuffled(dataset, what, advice):
+    """Raises a ValueError if `dataset` comes from a `shuffle` that reshuffles
+    every epoch: ids given to its elements by position would not follow the
+    examples from one epoch to the next."""
+    if _keras_compat.reshuffling_shuffle_in_chain(dataset) is not None:
+        raise ValueError(
+            f"`{what}` got a dataset that is reshuffled every epoch: ids "
+            "given by position would not follow the examples from one epoch "
+            f"to the next. {advice} A `shuffle` with "
+            "`reshuffle_each_iteration=False`, or followed by `cache()`, "
+            "keeps one order and is fine; `Dataset.list_files` shuffles by "
+            "default (pass `shuffle=False`). Received: a dataset made by "
+            "`shuffle(..., reshuffle_each_iteration=True)`."
+        )
+
+
 def keep_example_ids(fn):
     """Adapts a map function to elements that carry example ids.
+
+    `Dataset.map(fn)` with a function of `(x, y)` fails on such elements
+    (dicts `{"data": (x, y), "example_id": id}`) with `TypeError: fn()
+    missing 1 required positional argument`; `Dataset.map(
+    keep_example_ids(fn))` applies `fn` to `(x, y)` and keeps the id.
 
     Args:
         fn: a function of the original element (called with its tuple items

@@ -56,7 +56,9 @@ class StaleFilter:
                                  or not isinstance(seed, (int, np.integer))):
             raise ValueError(f"`seed` must be None or an int. Received: seed={seed!r}")
         self._model = weakref.ref(model)
-        self.seed = int(np.random.randint(2**31) if seed is None else seed)
+        # None: the model's saved `draw_seed`, so that a run resumed from a
+        # checkpoint draws as an uninterrupted one would.
+        self.seed = None if seed is None else int(seed)
         self.stale = False
         # Whether each example is kept in this epoch, then a last `True` that
         # ids outside the table look up (all ids, outside stale epochs).
@@ -95,7 +97,7 @@ class StaleFilter:
         kept = np.ones(0, bool)
         if stale:
             probabilities = np.asarray(probabilities, "float32")
-            draws = np.random.default_rng([self.seed, int(epoch)]).random(
+            draws = np.random.default_rng([self.draw_seed(), int(epoch)]).random(
                 len(probabilities))
             kept = draws < probabilities
         self.stale = bool(stale)
@@ -104,6 +106,21 @@ class StaleFilter:
         if self._tf_state is not None:
             self._tf_state[0].assign(self.stale)
             self._tf_state[1].assign(self._kept_numpy)
+
+    def draw_seed(self):
+        """The seed of the draws: the filter's, else the model's."""
+        if self.seed is not None:
+            return self.seed
+        model = self.model
+        if model is None:
+            raise ValueError("The model of this stale filter was deleted.")
+        return int(model.selection_state.draw_seed.numpy())
+
+    def kept_count(self):
+        """Examples kept in this epoch of draws (None in other epochs)."""
+        if not self.stale:
+            return None
+        return int(self._kept_numpy[:-1].sum())
 
     def kept_fraction(self):
         """Fraction of the examples kept in this stale epoch (NaN in other
@@ -234,8 +251,8 @@ def stale_filter(model, seed=None):
 
     Args:
         model: the `keras_sb.SelectiveBackpropModel` the data train.
-        seed: int seed of the draws (None: random, from NumPy's global
-            generator, which `keras.utils.set_random_seed` seeds).
+        seed: int seed of the draws (None: the model's, which is saved
+            with it, so a resumed run draws as an uninterrupted one).
 
     Returns:
         A `StaleFilter`: a function from a `tf.data.Dataset` of unbatched

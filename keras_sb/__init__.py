@@ -20,15 +20,19 @@ The README has a complete example and which method to use when.
 """
 
 from keras_sb import data
+from keras_sb import pruning
 from keras_sb import datasets
 from keras_sb import schedule
 from keras_sb import selection
 from keras_sb import stale
 from keras_sb import strategies
 from keras_sb.callbacks import SelectionWindow
+from keras_sb.epoch_schedule import EpochSchedule
 from keras_sb.functional import FunctionalSelectiveBackpropModel
 from keras_sb.functional import WrappedModel
 from keras_sb.model import SelectiveBackpropModel
+from keras_sb.pruning import InfoBatch
+from keras_sb.pruning import RandomSubset
 from keras_sb.stale import StaleSelection
 from keras_sb.state import SelectionState
 from keras_sb.strategies import BiggestLosers

@@ -1,8 +1,8 @@
 """The callbacks `SelectiveBackpropModel.fit` adds to the user's.
 
 - `SelectionWindow` (first in the list): moves the selection window at each
-  epoch start, counts epochs, logs `backprops` as an int, and warns about
-  epochs that trained nothing selectively;
+  epoch start, counts epochs and sets their size, logs `backprops` as an
+  int, and warns about epochs that trained nothing selectively;
 - `SelectionProgbar` (in place of Keras's progress bar): shows `backprops`
   as a whole number, and lets epochs of filtered data differ in length.
 """
@@ -18,7 +18,9 @@ class SelectionWindow(keras.callbacks.Callback):
     """Places the selection window (`start`, `end`) at each epoch start.
 
     Added by `SelectiveBackpropModel.fit` in front of the user's callbacks;
-    it also counts completed epochs, the unit of `start="1ep"`.
+    it also counts completed epochs, the unit of `start="1ep"`, and sets
+    how many examples each epoch goes over (`epoch_size`, 0 where not
+    known), which `keras_sb.EpochSchedule` follows.
 
     Args:
         start: when selection starts, as parsed by `schedule.parse_time`.
@@ -28,6 +30,7 @@ class SelectionWindow(keras.callbacks.Callback):
     def __init__(self, start, end):
         super().__init__()
         self._window = (start, end)
+        self._epoch_scored = 0  # None: the epoch's count is not kept yet.
 
     def on_train_begin(self, logs=None):
         self._dropped = int(self.model.selection_state.dropped_examples.numpy())
@@ -46,11 +49,34 @@ class SelectionWindow(keras.callbacks.Callback):
         )
         state.selection_start.assign(start_step)
         state.selection_end.assign(end_step)
+        # Examples this epoch goes over, for `keras_sb.EpochSchedule`.
+        session = getattr(self.model, "fit_session", None)
+        state.epoch_size.assign(
+            session.epoch_size(self.params.get("steps")) if session else 0)
+        self._epoch_scored = None
+
+    def on_test_begin(self, logs=None):
+        # The validation at an epoch's end resets the epoch's counters.
+        self._remember_epoch_scored()
+
+    def _remember_epoch_scored(self):
+        """Keeps the examples the epoch consumed (once per epoch, before
+        validation resets them), the next epoch's size if none is known."""
+        if self._epoch_scored is not None:
+            return
+        state = self.model.selection_state
+        self._epoch_scored = int(state.epoch_scored.numpy())
+        session = getattr(self.model, "fit_session", None)
+        if session is not None:
+            session.last_epoch_scored = self._epoch_scored
 
     def on_epoch_end(self, epoch, logs=None):
         _backprops_as_int(logs)
         state = self.model.selection_state
+        self._remember_epoch_scored()
         state.epochs_completed.assign_add(1)
+        # The epoch counts in `epochs_completed` now, not in its fraction.
+        state.epoch_size.assign(0)
         if not self.model._selective_step_used and not self._warned_bypass:
             self._warned_bypass = True
             warnings.warn(

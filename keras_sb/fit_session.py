@@ -17,6 +17,8 @@ from keras import ops
 from keras_sb import _keras_compat
 from keras_sb import backend
 from keras_sb import data as data_utils
+from keras_sb import epoch_schedule
+from keras_sb import pruning
 from keras_sb import stale
 from keras_sb.callbacks import SelectionProgbar
 from keras_sb.callbacks import SelectionWindow
@@ -32,14 +34,20 @@ class FitSession:
         steps_per_epoch: `fit`'s `steps_per_epoch`.
         stale_filter: the `keras_sb.data.StaleFilter` the training data pass
             through, when stale selection draws in the pipeline; else None.
+        num_examples: the number of training examples, when the data tell
+            it before training (`keras_sb.data.count_examples`); else None.
     """
 
     def __init__(self, model, batch_size=None, steps_per_epoch=None,
-                 stale_filter=None):
+                 stale_filter=None, num_examples=None):
         self.model = model
         self.batch_size = batch_size
         self.steps_per_epoch = steps_per_epoch
         self.stale_filter = stale_filter
+        self.num_examples = num_examples
+        # Examples the train step consumed in the last epoch (set by
+        # `SelectionWindow`), None before the first one ends.
+        self.last_epoch_scored = None
         self._epoch_iterator = None
 
     @property
@@ -47,12 +55,43 @@ class FitSession:
         """Whether each epoch is one pass over the whole training data."""
         return not self.steps_per_epoch
 
+    def epoch_size(self, steps=None):
+        """Examples an epoch goes over, as far as known (0: not known).
+
+        `steps_per_epoch` full batches where `fit` has them; else the
+        training examples the data told (`num_examples`); else those the
+        last epoch consumed; else `steps` full batches (`steps`: Keras's
+        count of an epoch's batches, so at most a batch too many).
+        `begin_epoch` of stale selection and pruning sets the size of an
+        epoch whose examples are drawn in the input pipeline.
+        """
+        if self.steps_per_epoch and self.batch_size:
+            return int(self.steps_per_epoch) * int(self.batch_size)
+        if self.num_examples:
+            return int(self.num_examples)
+        if self.last_epoch_scored:
+            return int(self.last_epoch_scored)
+        if steps and self.batch_size:
+            return int(steps) * int(self.batch_size)
+        return 0
+
     def remember_epoch_iterator(self, iterator):
         """Keeps `fit`'s epoch iterator, whose length must be reset each
         epoch when the pipeline filters examples."""
         if self.stale_filter is not None and iterator is not None:
             if self._epoch_iterator is None:
                 self._epoch_iterator = iterator
+
+    def begin_pruned_epoch(self, probabilities):
+        """Starts an epoch of data pruning (`keras_sb.pruning`) that keeps
+        each example with its entry of `probabilities`."""
+        state = self.model.selection_state
+        epoch = int(state.epochs_completed.numpy())
+        if self.stale_filter is not None:
+            self.stale_filter.begin_epoch(True, epoch, probabilities)
+            state.epoch_size.assign(self.stale_filter.kept_count())
+            if self._epoch_iterator is not None:
+                _keras_compat.forget_epoch_length(self._epoch_iterator)
 
     def begin_epoch(self, stale_epoch, epoch):
         """Starts epoch `epoch` (over the model's life) of stale selection.
@@ -68,6 +107,9 @@ class FitSession:
                     self.model.selection_state.score_table.probability.value
                 )
             self.stale_filter.begin_epoch(stale_epoch, epoch, probabilities)
+            if stale_epoch:
+                self.model.selection_state.epoch_size.assign(
+                    self.stale_filter.kept_count())
             if self._epoch_iterator is not None:
                 # Each epoch of filtered data runs until the data run out.
                 _keras_compat.forget_epoch_length(self._epoch_iterator)
@@ -91,8 +133,10 @@ class FitSession:
             yield
 
     def close(self):
-        """Ends the session: the next `fit` starts with a fresh epoch."""
+        """Ends the session: the next `fit` starts with a fresh epoch, and
+        `train_on_batch` selects (it has no pruned epochs)."""
         self.model._use_stale_step(False)
+        self.model._change_step_settings(pruning=False, rescale=False)
         self._epoch_iterator = None
 
 
@@ -122,26 +166,40 @@ def open_session(model, x, batch_size, callbacks, verbose, class_weight,
     callbacks, given = with_selection_callbacks(
         callbacks, SelectionWindow(model._options.start, model._options.end),
         model)
-    stale_callbacks = [c for c in given if isinstance(c, stale.StaleSelection)]
-    if len(stale_callbacks) > 1:
-        raise ValueError("Pass at most one StaleSelection callback to `fit`.")
-    if stale_callbacks:
+    table_callbacks = [c for c in given if isinstance(
+        c, (stale.StaleSelection, pruning.EpochPruning))]
+    if len(table_callbacks) > 1:
+        raise ValueError(
+            "Pass at most one of StaleSelection, InfoBatch and RandomSubset "
+            "to `fit`: each decides which examples an epoch trains on. "
+            f"Received: {[type(c).__name__ for c in table_callbacks]}"
+        )
+    table_callback = table_callbacks[0] if table_callbacks else None
+    if table_callback is not None:
         if backend.num_replicas(model) > 1:
             raise ValueError(
-                "StaleSelection does not support training on several "
-                "replicas of a tf.distribute strategy yet. Train without "
-                "StaleSelection, or on one replica."
+                f"{type(table_callback).__name__} does not support training "
+                "on several replicas of a tf.distribute strategy yet. Train "
+                "without it, or on one replica."
             )
-        prepare_score_table(model, x, stale_callbacks[0])
+        prepare_score_table(model, x, table_callback)
+    pruning_callback = (table_callback if isinstance(
+        table_callback, pruning.EpochPruning) else None)
+    model._change_step_settings(
+        pruning=pruning_callback is not None,
+        rescale=pruning_callback is not None and pruning_callback.rescale)
     stale_filter = checked_stale_filter(
-        model, x, bool(stale_callbacks), steps_per_epoch)
+        model, x, table_callback, steps_per_epoch)
     if (verbose != 0 and isinstance(callbacks, list)
             and not any(isinstance(c, keras.callbacks.ProgbarLogger)
                         for c in callbacks)):
         callbacks.append(
             SelectionProgbar(varying_epochs=stale_filter is not None))
     class_weight = class_weight_for_keras(model, x, class_weight)
-    session = FitSession(model, data_batch_size, steps_per_epoch, stale_filter)
+    session = FitSession(model, data_batch_size, steps_per_epoch, stale_filter,
+                         num_examples=data_utils.count_examples(x))
+    epoch_schedule.warn_if_step_schedule(model)
+    epoch_schedule.bind_to_model(model)
     return x, callbacks, class_weight, session
 
 
@@ -188,9 +246,10 @@ def with_selection_callbacks(callbacks, window, model):
     return callbacks, callbacks
 
 
-def checked_stale_filter(model, x, stale_selection, steps_per_epoch):
+def checked_stale_filter(model, x, table_callback, steps_per_epoch):
     """The `stale_filter` the training data pass through, checked, where
-    stale selection uses it; sets the step's kind of draws."""
+    `table_callback` (stale selection or pruning) uses it; sets the step's
+    kind of draws."""
     stale_filter = data_utils.find_stale_filter(x)
     if stale_filter is not None and stale_filter.model is not model:
         raise ValueError(
@@ -198,8 +257,27 @@ def checked_stale_filter(model, x, stale_selection, steps_per_epoch):
             "made for another model. Make the filter with the model that "
             "trains on the data: `keras_sb.data.stale_filter(model)`."
         )
-    if not stale_selection:
-        stale_filter = None  # No stale epochs: it passes every example.
+    if stale_filter is not None and table_callback is None:
+        warnings.warn(
+            "The training data pass through a `keras_sb.data.stale_filter` "
+            "(as `selective_pipeline` makes them), but `fit` has no "
+            "callback that draws examples in it: every epoch scores every "
+            "example and selects in the train step. Pass "
+            "`callbacks=[keras_sb.StaleSelection(3)]` for stale selection, "
+            "or `keras_sb.InfoBatch()` for pruning.",
+            stacklevel=4,
+        )
+        stale_filter = None  # No epoch draws: it passes every example.
+    if stale_filter is None and isinstance(table_callback, pruning.EpochPruning):
+        warnings.warn(
+            f"{type(table_callback).__name__} draws the kept examples in the "
+            "train step because the training data do not pass through a "
+            "`keras_sb.data.stale_filter`: pruned examples are still read, "
+            "augmented and passed through the model (with weight 0), so "
+            "pruning saves no time. Make the data with "
+            "`keras_sb.data.selective_pipeline(data, model, batch_size)`.",
+            stacklevel=4,
+        )
     if stale_filter is not None and steps_per_epoch:
         # Keras would keep one iterator across epochs: batches drawn for
         # one epoch (and padded) would reach the next.
@@ -214,22 +292,24 @@ def checked_stale_filter(model, x, stale_selection, steps_per_epoch):
 
 
 def prepare_score_table(model, x, callback):
-    """Checks data for stale selection and creates the score table."""
+    """Checks data for stale selection or pruning (`callback`) and creates
+    the score table."""
+    name = type(callback).__name__
     structure = data_utils.peek_structure(x)
     if structure is not None and not data_utils.has_example_ids(structure):
         raise ValueError(
-            "StaleSelection needs training data whose examples carry "
-            "stable ids: a dataset made with "
-            "`keras_sb.data.with_example_ids` (before shuffling and "
-            "augmenting), `keras_sb.data.training_pipeline(..., "
-            "example_ids=True)` or `ArrayPipeline(..., example_ids=True)`"
-            ". The training batches have no `example_id`."
+            f"{name} needs training data whose examples carry stable ids: "
+            "make them with `keras_sb.data.selective_pipeline(data, model, "
+            "batch_size)`, or `keras_sb.data.with_example_ids` (before "
+            "shuffling and augmenting), `keras_sb.data.training_pipeline("
+            "..., example_ids=True)` or `ArrayPipeline(..., "
+            "example_ids=True)`. The training batches have no `example_id`."
         )
     counted = data_utils.count_examples(x)
     num_examples = callback.num_examples or counted
     if callback.num_examples and counted and callback.num_examples != counted:
         raise ValueError(
-            f"StaleSelection was given num_examples={callback.num_examples}"
+            f"{name} was given num_examples={callback.num_examples}"
             f", but the training data have {counted} examples."
         )
     state = model.selection_state
@@ -238,15 +318,14 @@ def prepare_score_table(model, x, callback):
             raise ValueError(
                 f"The model's score table has {state.score_table_size} "
                 f"rows, but the training data have {num_examples} "
-                "examples. Stale selection stores one score per example "
-                "of one training set; train on the data the table was "
-                "made for."
+                f"examples. {name} stores one score per example of one "
+                "training set; train on the data the table was made for."
             )
         return
     if num_examples is None:
         raise ValueError(
             "Could not tell how many examples the training data have. "
-            "Pass `num_examples=` to StaleSelection."
+            f"Pass `num_examples=` to {name}."
         )
     state.build_score_table(int(num_examples))
     model.train_function = None  # Its state has new variables.

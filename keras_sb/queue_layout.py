@@ -70,11 +70,11 @@ def queued_batch(model, rows, structure, has_ids, mask=None):
         weights = mask if weights is None else mask * ops.cast(weights, mask.dtype)
     trained_weight = sample_weight
     if weights is not None:
-        trained_weight = _apply_importance_weights(sample_weight, weights)
+        trained_weight = apply_row_weights(sample_weight, weights)
     return QueuedBatch(x, y, sample_weight, trained_weight, example_ids)
 
 
-def _apply_importance_weights(sample_weight, weights):
+def apply_row_weights(sample_weight, weights):
     def scale(w):
         w = ops.cast(w, weights.dtype)
         return w * ops.reshape(weights, (-1,) + (1,) * (len(w.shape) - 1))

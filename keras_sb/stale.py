@@ -120,6 +120,22 @@ def is_stale_epoch(epoch, last_fresh_epoch, staleness):
     return last_fresh_epoch >= 0 and 0 < epoch - last_fresh_epoch < staleness
 
 
+def raise_on_invalid_ids(state):
+    """Raises if the epoch that ends saw example ids outside the score
+    table (the train step counts them)."""
+    invalid = int(state.invalid_example_ids.numpy())
+    if invalid:
+        state.invalid_example_ids.assign(0)
+        raise ValueError(
+            f"{invalid} training examples this epoch had an example id "
+            f"outside the score table (ids 0 to {state.score_table_size - 1})"
+            ". Their scores were not stored. The ids must number the "
+            "examples of the training data from 0: make them with "
+            "`keras_sb.data.with_example_ids` on the whole training set, "
+            "or pass the right `num_examples` to the callback."
+        )
+
+
 class StaleSelection(keras.callbacks.Callback):
     """Scores examples only every `staleness` epochs (the paper's Stale-SB).
 
@@ -209,17 +225,7 @@ class StaleSelection(keras.callbacks.Callback):
         if self._stale and kept_fraction is not None and logs is not None:
             # The model saw only the examples the pipeline kept.
             logs["selected_fraction"] = kept_fraction
-        invalid = int(state.invalid_example_ids.numpy())
-        if invalid:
-            state.invalid_example_ids.assign(0)
-            raise ValueError(
-                f"{invalid} training examples this epoch had an example id "
-                f"outside the score table (ids 0 to {state.score_table_size - 1})"
-                ". Their scores were not stored. The ids must number the "
-                "examples of the training data from 0: make them with "
-                "`keras_sb.data.with_example_ids` on the whole training set, "
-                "or pass the right `num_examples` to StaleSelection."
-            )
+        raise_on_invalid_ids(state)
         if not self._stale and session.covers_whole_data:
             # A fresh epoch over the whole data scores every row once.
             epochs = keras.ops.convert_to_numpy(state.score_table.epoch.value)

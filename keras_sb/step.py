@@ -13,7 +13,9 @@ variables and ops only:
 4. the logs' counters (`selection_logs`).
 
 A stale epoch (`keras_sb.StaleSelection`) skips 1: each example is drawn
-with the probability stored in the score table (`stale_train_step`).
+with the probability stored in the score table (`stale_train_step`). An
+epoch of data pruning (`keras_sb.pruning`) trains on every kept example
+without a queue (`keras_sb.pruned_step`).
 """
 
 from typing import NamedTuple
@@ -24,7 +26,9 @@ from keras import ops
 from keras_sb import _keras_compat
 from keras_sb import backend
 from keras_sb import backward
+from keras_sb import pruned_step
 from keras_sb import data as data_utils
+from keras_sb import epoch_schedule
 from keras_sb import scoring
 from keras_sb import selection
 from keras_sb import stale
@@ -41,11 +45,16 @@ class StepSettings(NamedTuple):
             examples of stale epochs in the input pipeline.
         class_weight: `fit`'s `class_weight` where the step applies it (to
             batches with example ids), else None.
+        pruning: whether the epochs prune the data (`keras_sb.pruning`):
+            every kept example is trained on (`pruned_step.train_step`).
+        rescale: whether kept examples weigh `1 / keep probability`.
     """
 
     stale_epoch: bool = False
     pipeline_draws: bool = False
     class_weight: dict | None = None
+    pruning: bool = False
+    rescale: bool = False
 
 
 def train_step(model, data):
@@ -64,6 +73,8 @@ def train_step(model, data):
         example_ids = None
     else:
         example_ids = ops.cast(example_ids, "int32")
+    if model._step_settings.pruning:
+        return pruned_step.train_step(model, x, y, sample_weight, example_ids)
     if model._step_settings.stale_epoch:
         return stale_train_step(model, x, y, sample_weight, example_ids)
     state = model.selection_state
@@ -167,7 +178,8 @@ def forward(model, x, training):
 
 
 def prepare_backward_step(model):
-    """Checks there is something to train; builds the optimizer."""
+    """Checks there is something to train; builds the optimizer; hands
+    the epochs done to an `EpochSchedule`."""
     if not model.trainable_weights:
         raise ValueError(
             f"The model {model.name!r} has no trainable weights, so there "
@@ -177,6 +189,10 @@ def prepare_backward_step(model):
         # Built here, not on its first use inside the queue's loop (on
         # JAX Keras builds it before training).
         model.optimizer.build(model.trainable_variables)
+    # The epochs done, read here where the whole training state is in
+    # scope, for an `EpochSchedule` (the optimizer's own scope on JAX
+    # holds only its and the trainable variables).
+    epoch_schedule.bind_progress(model)
 
 
 def batch_class_weights(model, y, sample_weight, has_ids):

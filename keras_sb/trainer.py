@@ -8,6 +8,7 @@ The backend-specific parts are `keras_sb.backend.Trainer`.
 from keras_sb import _keras_compat
 from keras_sb import backend
 from keras_sb import data as data_utils
+from keras_sb import epoch_schedule
 from keras_sb import queue_layout
 from keras_sb import step
 
@@ -65,7 +66,8 @@ class SelectiveTrainer:
     def train_step(self, *args):
         # TensorFlow: `train_step(data)`; JAX: `train_step(state, data)`.
         self._selective_step_used = True
-        return backend.train_step(self, *args)
+        with epoch_schedule.train_step_scope(self):
+            return backend.train_step(self, *args)
 
     def _selective_train_step(self, data):
         """The selective step (`keras_sb.step.train_step`), which the

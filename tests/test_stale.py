@@ -506,13 +506,16 @@ class TestPipelineDraws:
         assert counters["selected_total"] == counters["backprops"] + counters["queue_size"]
 
     def test_without_stale_selection_every_example_passes(self, digits):
+        """A filter with no callback to draw in it: every example passes,
+        and `fit` says the filter is not used."""
         x, y, _, _ = digits
         model = compile_model(keras_sb.SelectiveBackpropModel(*mlp(), seed=0))
         draws = keras_sb.data.stale_filter(model)
         train = keras_sb.data.with_example_ids(
             tf.data.Dataset.from_tensor_slices((x, y))).apply(draws).batch(100)
         steps = StepCounter()
-        model.fit(train, epochs=2, verbose=0, callbacks=[steps])
+        with pytest.warns(UserWarning, match="no callback that draws"):
+            model.fit(train, epochs=2, verbose=0, callbacks=[steps])
         assert steps.steps == [14, 14]
 
     def test_errors(self, digits):

@@ -10,7 +10,9 @@ def test_methods_compare_on_equal_backprop_budget():
     compared = benchmark.methods(betas=(1, 3), reference_beta=2,
                                  stalenesses=(3,))
     assert list(compared) == ["plain", "sb-beta1", "sb-beta3", "sb-beta2-stale3",
-                              "sb-beta2-anneal", "uniform", "importance"]
+                              "sb-beta2-anneal", "uniform", "importance",
+                              "infobatch", "infobatch-equal-time",
+                              "random-subset", "plain-short"]
     assert compared["sb-beta2-stale3"] == {"beta": 2.0, "staleness": 3}
     assert compared["sb-beta2-anneal"] == {"beta": 2.0, "end": 0.875}
     assert compared["plain"] is None

@@ -10,6 +10,18 @@ from keras_sb.benchmark.outputs import RESULTS_DIR
 from keras_sb.benchmark.outputs import default_output
 from keras_sb_cli import positive_int
 
+def fraction(text):
+    """An argparse type: a float in [0, 1)."""
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value < 1.0:
+        raise argparse.ArgumentTypeError(
+            f"must be a number in [0, 1). Received: {text!r}")
+    return value
+
+
 # What --quick sets, where those options are not given.
 QUICK = {"train_size": 2048, "test_size": 1000, "epochs": 4}
 
@@ -19,8 +31,9 @@ def build_parser():
     for the defaults that depend on other options)."""
     parser = argparse.ArgumentParser(
         prog="keras-sb bench",
-        description="Time-to-accuracy of Selective-Backprop vs plain Keras, "
-                    "a uniform-subset control and importance sampling.")
+        description="Time-to-accuracy and accuracy at equal wall-clock of "
+                    "Selective-Backprop and InfoBatch vs plain Keras (full "
+                    "and shortened schedules) and random-subset controls.")
     parser.add_argument("--dataset", default="cifar10",
                         choices=sorted(datasets.DATASETS),
                         help="image dataset (default cifar10)")
@@ -38,15 +51,32 @@ def build_parser():
                              "(to choose settings without the test set); "
                              "the accuracies called test accuracy are then "
                              "these images'")
+    parser.add_argument("--label-noise", type=fraction, default=0.0,
+                        help="give this fraction of the training labels a "
+                             "wrong class, drawn uniformly among the others "
+                             "(the same examples and classes in every run: a "
+                             "fixed seed, not --seeds); the evaluation labels "
+                             "stay true (default 0)")
     parser.add_argument("--epochs", type=positive_int, default=10,
                         help="epochs of each method (default 10); the "
                              "learning rate decays to 0 over them")
     parser.add_argument("--selective-epochs", type=positive_int, default=None,
-                        help="epochs of every method but plain (default "
-                             "--epochs), to compare at equal wall-clock time")
+                        help="epochs of every selective method (default "
+                             "--epochs), to compare at equal wall-clock time; "
+                             "not of infobatch, which runs --epochs, nor of "
+                             "the methods sized from other runs")
     parser.add_argument("--methods", nargs="+", default=None,
-                        help="run only these methods (e.g. plain sb-beta2 "
-                             "uniform); without plain, give --target")
+                        help="run these methods (default: plain infobatch "
+                             "infobatch-equal-time random-subset plain-short "
+                             "sb-beta<reference beta> and its -stale3; 'all': "
+                             "every method). Also: sb-beta<b> (--betas), "
+                             "-stale<n> (--stalenesses), -anneal, -pmin<P>, "
+                             "uniform, importance. infobatch-equal-time runs "
+                             "as long as plain, random-subset keeps "
+                             "infobatch's fractions and plain-short lasts as "
+                             "long as the fastest other method, each by the "
+                             "runs of the same seed (which must be chosen "
+                             "too); without plain, give --target")
     parser.add_argument("--batch-size", type=positive_int, default=128,
                         help="examples per batch, also the backprop batch "
                              "size of Selective-Backprop (default 128)")
@@ -81,7 +111,8 @@ def build_parser():
                              "tf.data pipeline (data.stale_filter: skipped "
                              "examples are not augmented or batched; with "
                              "--pipeline numpy, the ArrayPipeline) or in the "
-                             "train step")
+                             "train step; infobatch and random-subset always "
+                             "draw in the pipeline")
     parser.add_argument("--anneal-from", type=float, default=0.875,
                         help="the sb-beta<reference beta>-anneal method "
                              "trains on every example from this fraction of "

@@ -9,12 +9,17 @@ import time
 import keras
 
 from keras_sb import datasets
+from keras_sb.benchmark import label_noise
 from keras_sb.benchmark import provenance
+from keras_sb.benchmark import sizing
 from keras_sb.benchmark.arguments import parse_args
+from keras_sb.benchmark.comparison import INFOBATCH_DEFAULTS
 from keras_sb.benchmark.comparison import choose_methods
+from keras_sb.benchmark.comparison import default_method_names
 from keras_sb.benchmark.comparison import methods
 from keras_sb.benchmark.outputs import result_paths
 from keras_sb.benchmark.plotting import plot
+from keras_sb.benchmark.results import EQUAL_TIME_TOLERANCE
 from keras_sb.benchmark.results import format_summary
 from keras_sb.benchmark.training import run
 
@@ -24,7 +29,19 @@ def load_data(args):
     `(images, labels)` arrays with `--pipeline numpy`, else unbatched
     `tf.data.Dataset`s. The evaluation set is the test split, or with
     `--validation-size N` the N training images after the first
-    `--train-size`, so that settings can be chosen without the test set."""
+    `--train-size`, so that settings can be chosen without the test set.
+    With `--label-noise F`, a fraction F of the training labels is wrong
+    (`label_noise.with_noisy_labels`); the evaluation labels are not."""
+    train, evaluation = _load_clean_data(args)
+    if getattr(args, "label_noise", 0.0):
+        train = label_noise.with_noisy_labels(
+            train, args.label_noise, datasets.num_classes(args.dataset),
+            label_noise.LABEL_NOISE_SEED)
+    return train, evaluation
+
+
+def _load_clean_data(args):
+    """`load_data` without label noise."""
     if args.pipeline == "numpy":
         if args.path is None:
             raise ValueError("--pipeline numpy reads a local copy: give --path.")
@@ -85,9 +102,48 @@ def run_config(args, train_examples, image_shape):
         "pipeline": args.pipeline,
         "dtype_policy": "mixed_bfloat16" if args.mixed_precision else "float32",
         "optimizer": "SGD nesterov momentum 0.9, weight decay 5e-4, "
-                     "per-epoch cosine learning rate",
+                     "cosine decay to 0 over each method's epochs: "
+                     "CosineDecay over plain steps for plain keras.Model, "
+                     "wrapped in keras_sb.EpochSchedule (fraction of epochs "
+                     "done) for selective and pruning methods",
         "selection_start": "1ep (default priming epoch)",
+        "label_noise": args.label_noise,
+        "label_noise_seed": label_noise.LABEL_NOISE_SEED,
+        "infobatch": dict(INFOBATCH_DEFAULTS),
+        "sizing": {
+            "infobatch-equal-time": "epochs = max(1, round(infobatch epochs "
+                                    "* plain seconds / infobatch seconds)), "
+                                    "same seed",
+            "random-subset": "kept fraction per epoch = infobatch's "
+                             "kept_fraction of that epoch, same seed",
+            "plain-short": "epochs = max(1, round(plain epochs * fastest "
+                           "other method's seconds (not plain's) / plain "
+                           "seconds)), same seed",
+        },
+        "equal_time_tolerance": EQUAL_TIME_TOLERANCE,
     }
+
+
+def chosen_methods(args):
+    """The methods the parsed `args` run (name -> options, see
+    `comparison.methods`): those of `--methods`, every one for `--methods
+    all`, and without `--methods` those of `default_method_names` that
+    the options make (e.g. no `-stale3` without 3 in `--stalenesses`).
+
+    Raises:
+        ValueError: for an unknown name, or a method sized from runs that
+            are not chosen (`sizing.check_dependencies`).
+    """
+    compared = methods(args.betas, args.reference_beta, args.stalenesses,
+                       args.anneal_from, args.min_probabilities)
+    if args.methods is None:
+        compared = choose_methods(compared, [
+            name for name in default_method_names(args.reference_beta)
+            if name in compared])
+    elif args.methods != ["all"]:
+        compared = choose_methods(compared, args.methods)
+    sizing.check_dependencies(compared)
+    return compared
 
 
 def main(argv=None):
@@ -104,10 +160,7 @@ def main(argv=None):
     # The commit of the code that runs, read before anything that takes time
     # (see `provenance.source_commit`).
     provenance.source_commit()
-    compared = methods(args.betas, args.reference_beta, args.stalenesses,
-                       args.anneal_from, args.min_probabilities)
-    if args.methods:
-        compared = choose_methods(compared, args.methods)
+    compared = chosen_methods(args)
     if "plain" not in compared and args.target is None:
         raise ValueError("Without the plain method, give --target.")
     if args.validation_size is not None and args.train_size is None:
@@ -125,8 +178,10 @@ def main(argv=None):
         train_examples = int(train.reduce(0, lambda count, _: count + 1))
         image_shape = tuple(train.element_spec[0].shape)
     config = run_config(args, train_examples, image_shape)
-    print(f"{args.dataset}: {train_examples} training images, "
-          f"{len(compared)} methods x {len(args.seeds)} seeds x "
+    print(f"{args.dataset}: {train_examples} training images"
+          + (f" ({args.label_noise:.0%} of their labels wrong)"
+             if args.label_noise else "")
+          + f", {len(compared)} methods x {len(args.seeds)} seeds x "
           f"{args.epochs} epochs")
     if args.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")

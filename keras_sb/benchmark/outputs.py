@@ -4,7 +4,8 @@
 with `--quick`, the current folder) holds `<output>.json` and
 `<output>.png`. Without `--output`, the name is `time_to_accuracy_quick` for
 `--quick` runs and `time_to_accuracy_<dataset>_<epochs>ep_train<N>`
-(`train-all` without `--train-size`) for others, and the run refuses, before
+(`train-all` without `--train-size`; `_noise<F>` added with
+`--label-noise F`) for others, and the run refuses, before
 it loads data or trains, to replace existing files. So the published
 results, which README.md cites, are replaced only by a run that names them
 with `--output` (or passes `--overwrite`).
@@ -25,12 +26,14 @@ def default_output(args):
     Returns:
         `QUICK_OUTPUT` for a `--quick` run, else
         `time_to_accuracy_<dataset>_<epochs>ep_train<N>` (`train-all`
-        without `--train-size`).
+        without `--train-size`), with `_noise<F>` for `--label-noise F`.
     """
     if args.quick:
         return QUICK_OUTPUT
     train = f"train{args.train_size}" if args.train_size else "train-all"
-    return f"time_to_accuracy_{args.dataset}_{args.epochs}ep_{train}"
+    noise = (f"_noise{args.label_noise:g}"
+             if getattr(args, "label_noise", 0.0) else "")
+    return f"time_to_accuracy_{args.dataset}_{args.epochs}ep_{train}{noise}"
 
 
 def result_paths(args):

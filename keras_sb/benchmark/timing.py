@@ -35,7 +35,9 @@ class EpochTimer(keras.callbacks.Callback):
 class LearningCurve(keras.callbacks.Callback):
     """Records, per epoch: training seconds (validation excluded),
     examples backpropagated, validation accuracy, and the loss and accuracy
-    logged in training (None where not finite: stale epochs log NaN)."""
+    logged in training (None where not finite: stale epochs log NaN); for
+    the pruning methods (`keras_sb.InfoBatch`, `keras_sb.RandomSubset`) also
+    the `kept_fraction` and `rescaling` they log."""
 
     def __init__(self, examples_per_epoch, progress=None):
         super().__init__()
@@ -73,6 +75,9 @@ class LearningCurve(keras.callbacks.Callback):
             "train_loss": _finite_or_none(logs.get("loss")),
             "train_accuracy": _finite_or_none(logs.get("accuracy")),
         })
+        for key in ("kept_fraction", "rescaling"):
+            if key in logs:
+                self.points[-1][key] = _finite_or_none(logs[key])
         if self.progress is not None:
             self.progress.add(1)
 

@@ -1,10 +1,13 @@
 """Training of the compared methods: models, schedule, input pipelines and
 the run over every method and seed.
 
-The learning rate follows the epoch (a cosine decay over the epochs, set at
-each epoch's start), not `optimizer.iterations`, because Selective-Backprop
-takes fewer optimizer steps per epoch: every method gets the same schedule
-per epoch of data.
+The learning rate decays on a cosine to 0 over each method's epochs. Plain
+`keras.Model` methods follow `keras.optimizers.schedules.CosineDecay` over
+their optimizer steps (`epochs * ceil(train_examples / batch_size)`); the
+selective and pruning methods take fewer optimizer steps per epoch, so the
+same schedule is wrapped in `keras_sb.EpochSchedule`, which makes it follow
+the fraction of the planned epochs done: every method gets the same
+learning rate per epoch of data.
 """
 
 import math
@@ -13,43 +16,82 @@ import keras
 
 from keras_sb import data as data_utils
 from keras_sb.benchmark import provenance
+from keras_sb.benchmark import sizing
+from keras_sb.benchmark.comparison import RUN_OPTIONS
 from keras_sb.benchmark.comparison import methods
 from keras_sb.benchmark.models import network_from_config
 from keras_sb.benchmark.results import summarize
 from keras_sb.benchmark.timing import LearningCurve
+from keras_sb.epoch_schedule import EpochSchedule
 from keras_sb.model import SelectiveBackpropModel
+from keras_sb.pruning import InfoBatch
+from keras_sb.pruning import RandomSubset
 from keras_sb.stale import StaleSelection
 
 
 def cosine_learning_rate(base, epochs):
-    """Per-epoch cosine decay from `base` to 0 (for LearningRateScheduler)."""
+    """Per-epoch cosine decay from `base` to 0 (for LearningRateScheduler;
+    `keras-sb bench` itself uses `learning_rate_schedule`)."""
     def schedule(epoch, learning_rate=None):
         return base * 0.5 * (1.0 + math.cos(math.pi * epoch / epochs))
 
     return schedule
 
 
+def steps_per_epoch(config):
+    """Optimizer steps of an epoch of plain training:
+    `ceil(train_examples / batch_size)`."""
+    return math.ceil(config["train_examples"] / config["batch_size"])
+
+
+def learning_rate_schedule(options, config, epochs):
+    """The learning rate of a method trained for `epochs` epochs: a cosine
+    decay from `config["learning_rate"]` to 0 over `epochs` epochs of plain
+    training's steps; for a selective or pruning method (whose epochs have
+    fewer steps), wrapped in `keras_sb.EpochSchedule` to follow the epochs
+    done instead of the optimizer steps."""
+    steps = steps_per_epoch(config)
+    cosine = keras.optimizers.schedules.CosineDecay(
+        config["learning_rate"], decay_steps=epochs * steps)
+    if sizing.is_plain_training(options):
+        return cosine
+    return EpochSchedule(cosine, steps)
+
+
 def epochs_of(config, options):
-    """Epochs of a method: `selective_epochs` for all but plain training."""
-    if options is None:
+    """Epochs of a method: its `"epochs"` where sized (see `sizing`), the
+    fractions of `"kept_fraction"` where it is a list, `epochs` for plain
+    training and InfoBatch, else `selective_epochs` (default `epochs`)."""
+    if sizing.is_plain_training(options) and not (options or {}).get("epochs"):
+        return config["epochs"]
+    if isinstance(options.get("epochs"), int):
+        return options["epochs"]
+    if isinstance(options.get("kept_fraction"), (list, tuple)):
+        return len(options["kept_fraction"])
+    if options.get("pruning") == "infobatch":
         return config["epochs"]
     return config.get("selective_epochs") or config["epochs"]
 
 
-def build_model(options, config, seed, initial_weights=None):
+def build_model(options, config, seed, initial_weights=None,
+                learning_rate=None):
     """The compiled model of one method: the network of `config` (with
-    `initial_weights`), as a `SelectiveBackpropModel` with `options`, or
-    plain when `options` is None."""
+    `initial_weights`), as a `SelectiveBackpropModel` with the model options
+    of `options` (those not in `RUN_OPTIONS`), or plain when `options` is
+    None or says `"plain"`. `learning_rate` (a float or schedule) defaults
+    to `config["learning_rate"]`."""
     network = network_from_config(config)
     if initial_weights is not None:
         network.set_weights(initial_weights)
-    if options is None:
+    if sizing.is_plain_training(options):
         model = network
     else:
-        options = {k: v for k, v in options.items() if k != "staleness"}
+        options = {k: v for k, v in options.items() if k not in RUN_OPTIONS}
         model = SelectiveBackpropModel.from_model(network, seed=seed, **options)
+    if learning_rate is None:
+        learning_rate = config["learning_rate"]
     model.compile(
-        optimizer=keras.optimizers.SGD(config["learning_rate"], momentum=0.9,
+        optimizer=keras.optimizers.SGD(learning_rate, momentum=0.9,
                                        nesterov=True, weight_decay=5e-4),
         loss="sparse_categorical_crossentropy",
         metrics=["accuracy"],
@@ -58,27 +100,56 @@ def build_model(options, config, seed, initial_weights=None):
     return model
 
 
+def pruning_callback(options, config):
+    """The `keras_sb.InfoBatch` or `keras_sb.RandomSubset` callback of a
+    method with a `"pruning"` option (None without one)."""
+    pruning = (options or {}).get("pruning")
+    if pruning is None:
+        return None
+    if pruning == "infobatch":
+        return InfoBatch(prune_ratio=options["prune_ratio"],
+                         anneal=options["anneal"],
+                         num_examples=config["train_examples"])
+    if pruning == "random-subset":
+        if not isinstance(options.get("kept_fraction"), (int, float, list,
+                                                          tuple)):
+            raise ValueError(
+                "random-subset needs its kept fractions (see `sizing`). "
+                f"Received: kept_fraction={options.get('kept_fraction')!r}")
+        return RandomSubset(options["kept_fraction"],
+                            num_examples=config["train_examples"])
+    raise ValueError(f"Unknown pruning {pruning!r}; expected 'infobatch' or "
+                     "'random-subset'.")
+
+
 def train_one(options, initial_weights, train, test, config, seed,
               progress=None, train_with_ids=None):
     """Trains one method from `initial_weights`; returns its learning curve.
 
-    Methods with a `staleness` train with `StaleSelection` on
-    `train_with_ids(model)`: the same training data with example ids (and,
-    if the function makes them so, the stale draws in the input pipeline).
+    Methods with a `staleness` train with `StaleSelection`, and pruning
+    methods with their callback (`pruning_callback`), on
+    `train_with_ids(model)`: the same training data with example ids, whose
+    pipeline draws the examples each epoch keeps (for stale selection, where
+    the function makes it so).
     """
     keras.utils.set_random_seed(seed)
-    model = build_model(options, config, seed, initial_weights)
     epochs = epochs_of(config, options)
+    model = build_model(options, config, seed, initial_weights,
+                        learning_rate_schedule(options, config, epochs))
     curve = LearningCurve(config["train_examples"], progress)
-    schedule = keras.callbacks.LearningRateScheduler(
-        cosine_learning_rate(config["learning_rate"], epochs))
-    callbacks = [schedule, curve]
+    callbacks = [curve]
     staleness = (options or {}).get("staleness")
-    if staleness:
+    pruning = pruning_callback(options, config)
+    if staleness or pruning:
         if train_with_ids is None:
-            raise ValueError("A method with `staleness` needs `train_with_ids`.")
-        train = train_with_ids(model)
-        callbacks.insert(0, StaleSelection(staleness))
+            raise ValueError("A method with `staleness` or `pruning` needs "
+                             "`train_with_ids`.")
+        if pruning:
+            train = train_with_ids(model, in_pipeline=True)
+            callbacks.insert(0, pruning)
+        else:
+            train = train_with_ids(model)
+            callbacks.insert(0, StaleSelection(staleness))
     # The training batches shuffle themselves (a tf.data shuffle, or the
     # ArrayPipeline's seeded permutation): `fit` ignores `shuffle` for a
     # tf.data dataset (with a warning per call) and would only reorder the
@@ -112,9 +183,10 @@ def training_batches(train, config, example_ids=False, stale_model=None):
         train: unbatched `tf.data.Dataset` or `(images, labels)` arrays.
         config: dict with `batch_size` and `seeds` (and `augment`, default
             True).
-        example_ids: whether batches carry example ids (stale selection).
-        stale_model: the model whose stale epochs are drawn in the pipeline
-            (`data.stale_filter`); None: the train step draws.
+        example_ids: whether batches carry example ids (stale selection,
+            pruning).
+        stale_model: the model whose stale or pruned epochs are drawn in the
+            pipeline (`data.stale_filter`); None: the train step draws.
     """
     augment = config.get("augment", True)
     if isinstance(train, tuple):
@@ -130,6 +202,10 @@ def training_batches(train, config, example_ids=False, stale_model=None):
 def run(train, test, config, compared=None, progress=True):
     """Runs every method with every seed; returns `(runs, summary)`.
 
+    The methods of a seed run in `sizing.run_order`: those sized from other
+    runs of the seed (`infobatch-equal-time`, `random-subset`, `plain-short`)
+    after the runs they are sized from. `runs` keeps the order of `compared`.
+
     Args:
         train, test: unbatched `tf.data.Dataset`s of `(uint8 image, label)`,
             or `(images, labels)` NumPy arrays (see `pipelines`).
@@ -142,26 +218,37 @@ def run(train, test, config, compared=None, progress=True):
     # even if the checkout changes during a long run.
     provenance.source_commit()
     compared = compared or methods()
+    sizing.check_dependencies(compared)
     train_batches, test_batches = pipelines(train, test, config)
     pipeline_draws = config.get("stale_draws", "pipeline") == "pipeline"
 
-    def train_with_ids(model):
+    def train_with_ids(model, in_pipeline=pipeline_draws):
         return training_batches(train, config, example_ids=True,
-                                stale_model=model if pipeline_draws else None)
+                                stale_model=model if in_pipeline else None)
     bar = None
     if progress:
+        # Sized methods count plain's epochs until they are sized.
         bar = keras.utils.Progbar(
             len(config["seeds"]) * sum(epochs_of(config, options)
+                                       if not sizing.dependencies(options)
+                                       else config["epochs"]
                                        for options in compared.values()),
             unit_name="epoch")
     runs = {name: [] for name in compared}
     for seed in config["seeds"]:
         keras.utils.set_random_seed(seed)
         initial = network_from_config(config).get_weights()
-        for name, options in compared.items():
-            runs[name].append(train_one(options, initial, train_batches,
+        seed_runs = {}
+        for name in sizing.run_order(compared):
+            options = sizing.sized_options(name, compared[name], seed_runs,
+                                           config["epochs"])
+            if bar is not None and options is not compared[name]:
+                bar.target += epochs_of(config, options) - config["epochs"]
+            seed_runs[name] = train_one(options, initial, train_batches,
                                         test_batches, config, seed, bar,
-                                        train_with_ids))
+                                        train_with_ids)
+        for name in compared:
+            runs[name].append(seed_runs[name])
     summary = summarize(runs, config.get("target_gap", 0.005),
                         config.get("target"))
     return runs, summary

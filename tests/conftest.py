@@ -189,3 +189,26 @@ def check_crops_and_flips(image, augmented, padding):
     assert abs(flips - 0.5) < 2.5 / np.sqrt(len(seen))
     offsets = (2 * padding + 1) ** 2
     assert len({(dy, dx) for dy, dx, _ in seen}) > 0.6 * offsets
+
+
+def regression_data(num_examples, features=4, seed=0):
+    """Features and targets for `frozen_model`: the targets in a random
+    order, so a loss says nothing about an id."""
+    rng = np.random.default_rng(seed)
+    x = rng.normal(size=(num_examples, features)).astype("float32")
+    y = rng.permutation(np.linspace(0.1, 3.0, num_examples)).astype("float32")
+    return x, y
+
+
+class StepCounter(keras.callbacks.Callback):
+    """Train steps per epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.steps = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.steps.append(0)
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps[-1] += 1

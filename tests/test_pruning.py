@@ -10,6 +10,8 @@ import pytest
 from conftest import compile_model
 from conftest import frozen_model
 from conftest import mlp
+from conftest import regression_data
+from conftest import StepCounter
 from keras import ops
 
 import keras_sb
@@ -20,14 +22,6 @@ tf = pytest.importorskip("tensorflow")
 
 def numpy(x):
     return ops.convert_to_numpy(x)
-
-
-def regression_data(num_examples, features=4, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(num_examples, features)).astype("float32")
-    # Targets in a random order, so a loss says nothing about an id.
-    y = rng.permutation(np.linspace(0.1, 3.0, num_examples)).astype("float32")
-    return x, y
 
 
 def drawn_pipeline(x, y, batch_size, model, sample_weight=None, seed=0,
@@ -185,6 +179,10 @@ class TestInfoBatchEpochs:
         kept = numpy(table.epoch.value) == 1
         assert 0 < kept[scores < 1].sum() < (scores < 1).sum()
         assert kept[scores > 1].all()
+        # Pruned examples keep their scores; the kept ones get new ones.
+        losses = numpy(table.loss.value)
+        np.testing.assert_array_equal(losses[~kept], scores[~kept])
+        assert (losses[kept] != scores[kept]).all()
 
         def plain_step(weights):
             plain = compile_model(keras.Model(*network()), learning_rate=0.5)
@@ -255,7 +253,7 @@ class TestArrayData:
         model = compile_model(keras_sb.SelectiveBackpropModel(
             *mlp(input_dim=8, classes=2), seed=0))
         train = keras_sb.data.selective_pipeline((x, y), model, batch_size=64)
-        steps = StepCounts()
+        steps = StepCounter()
         history = model.fit(train, epochs=4, verbose=0,
                             callbacks=[keras_sb.InfoBatch(anneal=0.75), steps])
         kept = history.history["kept_fraction"]
@@ -263,18 +261,6 @@ class TestArrayData:
         expected = [int(np.ceil(f * len(x) / 64)) for f in kept]
         assert steps.steps == expected
         assert np.isfinite(history.history["accuracy"]).all()
-
-
-class StepCounts(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.steps = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.steps.append(0)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.steps[-1] += 1
 
 
 class TestRandomSubset:
@@ -304,6 +290,11 @@ class TestRandomSubset:
             keras_sb.RandomSubset(fraction)
 
 
+def batched_with_ids(x, y):
+    return keras_sb.data.with_example_ids(
+        tf.data.Dataset.from_tensor_slices((x, y))).batch(100)
+
+
 class TestErrors:
     @pytest.mark.parametrize("options, message", [
         ({"prune_ratio": 1.0}, "prune_ratio=1.0"),
@@ -326,14 +317,12 @@ class TestErrors:
     def test_table_of_another_size(self, digits):
         x, y, _, _ = digits
         model = compile_model(keras_sb.SelectiveBackpropModel(*mlp()))
-        train = keras_sb.data.with_example_ids(
-            tf.data.Dataset.from_tensor_slices((x, y))).batch(100)
+        train = batched_with_ids(x, y)
         with pytest.raises(ValueError, match="num_examples=10"):
             model.fit(train, epochs=1, verbose=0,
                       callbacks=[keras_sb.InfoBatch(num_examples=10)])
         model.fit(train, epochs=1, verbose=0, callbacks=[keras_sb.InfoBatch()])
-        other = keras_sb.data.with_example_ids(
-            tf.data.Dataset.from_tensor_slices((x[:500], y[:500]))).batch(100)
+        other = batched_with_ids(x[:500], y[:500])
         with pytest.raises(ValueError, match="score table has 1400 rows"):
             model.fit(other, epochs=1, verbose=0, callbacks=[keras_sb.InfoBatch()])
 
@@ -346,8 +335,7 @@ class TestErrors:
     def test_one_table_callback_at_a_time(self, digits):
         x, y, _, _ = digits
         model = compile_model(keras_sb.SelectiveBackpropModel(*mlp()))
-        train = keras_sb.data.with_example_ids(
-            tf.data.Dataset.from_tensor_slices((x, y))).batch(100)
+        train = batched_with_ids(x, y)
         with pytest.raises(ValueError, match="at most one of StaleSelection"):
             model.fit(train, epochs=1, verbose=0, callbacks=[
                 keras_sb.InfoBatch(), keras_sb.StaleSelection(3)])

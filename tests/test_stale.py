@@ -11,6 +11,8 @@ import pytest
 from conftest import compile_model
 from conftest import frozen_model
 from conftest import mlp
+from conftest import regression_data
+from conftest import StepCounter
 from keras import ops
 
 import keras_sb
@@ -28,14 +30,6 @@ def shuffled_with_ids(x, y, batch_size=100):
 
 def numpy(x):
     return ops.convert_to_numpy(x)
-
-
-def regression_data(num_examples, features=4, seed=0):
-    rng = np.random.default_rng(seed)
-    x = rng.normal(size=(num_examples, features)).astype("float32")
-    # Targets in a random order, so a loss says nothing about an id.
-    y = rng.permutation(np.linspace(0.1, 3.0, num_examples)).astype("float32")
-    return x, y
 
 
 def id_pipeline(x, y, batch_size, seed=0, draws=None):
@@ -382,18 +376,6 @@ class TestPipelines:
                   callbacks=[keras_sb.StaleSelection(staleness=2)])
         epochs = numpy(model.selection_state.score_table[2].value)
         assert (epochs >= 2).all()  # Scored in epoch 2 (fresh) or later.
-
-
-class StepCounter(keras.callbacks.Callback):
-    def __init__(self):
-        super().__init__()
-        self.steps = []
-
-    def on_epoch_begin(self, epoch, logs=None):
-        self.steps.append(0)
-
-    def on_train_batch_end(self, batch, logs=None):
-        self.steps[-1] += 1
 
 
 class TestPipelineDraws:

@@ -445,3 +445,39 @@ def test_bench_end_to_end_with_pruning_methods(tmp_path):
     assert [e["method"] for e in saved["summary"]["equal_wall_clock"][
         "methods"]] == sorted(methods, key=lambda n: rows[n][
             "total_seconds_mean"])
+
+
+# --- benchmarks/pruning_targets.py -------------------------------------------
+
+def test_pruning_targets_reads_the_bar_and_checks(tmp_path):
+    """The issue's targets from learning curves: time to plain's mean final
+    accuracy minus 0.3 points, speedups, and the equal-time checks."""
+    import importlib.util
+
+    path = os.path.join(os.path.dirname(__file__), "..", "benchmarks",
+                        "pruning_targets.py")
+    spec = importlib.util.spec_from_file_location("pruning_targets", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    runs = {
+        # Plain ends at 0.80 (the bar: 0.797) after 300 s, reached at 300 s.
+        "plain": [curve([100, 200, 300], [0.5, 0.7, 0.80])] * 2,
+        "infobatch": [curve([70, 140, 200], [0.5, 0.7, 0.798])] * 2,
+        "infobatch-equal-time": [curve([70, 140, 200, 290], [0.5, 0.7, 0.798, 0.81])] * 2,
+        "random-subset": [curve([70, 140, 200], [0.5, 0.7, 0.79])] * 2,
+        "plain-short": [curve([100, 200], [0.6, 0.795])] * 2,
+    }
+    report = module.targets({"runs": runs}, gap=0.003)
+    assert report["bar"] == pytest.approx(0.797)
+    infobatch = report["methods"]["infobatch"]
+    assert infobatch["seconds_to_bar"] == [200, 200]
+    assert infobatch["speedup_vs_plain"] == pytest.approx([1.5, 1.5])
+    assert infobatch["points_vs_plain"] == pytest.approx(-0.2)
+    assert infobatch["time_ratio_plain_over_method"] == pytest.approx(1.5)
+    checks = report["checks"]
+    assert checks["equal_time_bar_1.3x_sooner"] is True
+    assert checks["same_epochs_within_0.5_points"] is True
+    assert checks["same_epochs_1.4x_less_time"] is True
+    assert checks["infobatch_above_random-subset"] is True
+    assert checks["infobatch_above_plain-short"] is True
+    assert "| random-subset | -, - |" in module.format_targets(report)

@@ -85,13 +85,20 @@ class FitSession:
     def begin_pruned_epoch(self, probabilities):
         """Starts an epoch of data pruning (`keras_sb.pruning`) that keeps
         each example with its entry of `probabilities`."""
-        state = self.model.selection_state
-        epoch = int(state.epochs_completed.numpy())
         if self.stale_filter is not None:
-            self.stale_filter.begin_epoch(True, epoch, probabilities)
-            state.epoch_size.assign(self.stale_filter.kept_count())
-            if self._epoch_iterator is not None:
-                _keras_compat.forget_epoch_length(self._epoch_iterator)
+            epoch = int(self.model.selection_state.epochs_completed.numpy())
+            self._begin_filter_epoch(True, epoch, probabilities)
+
+    def _begin_filter_epoch(self, drawn, epoch, probabilities):
+        """Hands an epoch's draws (or none) to the pipeline's filter."""
+        self.stale_filter.begin_epoch(drawn, epoch, probabilities)
+        if drawn:
+            # The epoch goes over the kept examples (`EpochSchedule`).
+            self.model.selection_state.epoch_size.assign(
+                self.stale_filter.kept_count())
+        if self._epoch_iterator is not None:
+            # Each epoch of filtered data runs until the data run out.
+            _keras_compat.forget_epoch_length(self._epoch_iterator)
 
     def begin_epoch(self, stale_epoch, epoch):
         """Starts epoch `epoch` (over the model's life) of stale selection.
@@ -106,13 +113,7 @@ class FitSession:
                 probabilities = ops.convert_to_numpy(
                     self.model.selection_state.score_table.probability.value
                 )
-            self.stale_filter.begin_epoch(stale_epoch, epoch, probabilities)
-            if stale_epoch:
-                self.model.selection_state.epoch_size.assign(
-                    self.stale_filter.kept_count())
-            if self._epoch_iterator is not None:
-                # Each epoch of filtered data runs until the data run out.
-                _keras_compat.forget_epoch_length(self._epoch_iterator)
+            self._begin_filter_epoch(stale_epoch, epoch, probabilities)
         self.model._use_stale_step(stale_epoch)
 
     def kept_fraction(self):

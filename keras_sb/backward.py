@@ -13,7 +13,7 @@ from keras_sb import backend
 from keras_sb import queue as queue_ops
 from keras_sb import replicas
 from keras_sb import scoring
-from keras_sb import stale
+from keras_sb import score_table
 from keras_sb.queue_layout import check_queue_signature
 from keras_sb.queue_layout import present_leaves
 from keras_sb.queue_layout import queued_batch
@@ -23,12 +23,12 @@ class StaleScores(NamedTuple):
     """What the backward steps of a stale epoch refresh, as a loop carry.
 
     Attributes:
-        table: the score table's values (`stale.ScoreTable`).
+        table: the score table's values (`score_table.ScoreTable`).
         loss_sum: float32 sum of the training-mode losses stored.
         loss_count: float32 number of them.
     """
 
-    table: stale.ScoreTable
+    table: score_table.ScoreTable
     loss_sum: object
     loss_count: object
 
@@ -61,19 +61,25 @@ def queue_and_train(model, x, y, sample_weight, example_ids, selected,
                                  has_ids=example_ids is not None)
         return None
     refresh = scores is not None
+    has_ids = example_ids is not None
+    # Each example's backprop count, updated by the backward steps.
+    counts = state.score_table.backprops.value if has_ids else ()
     drained = queue_ops.drain(
         [buffer.value for buffer in state.queue],
         state.queue_size.value,
         batch,
         selected,
         lambda is_full, queue, carry: _backward_if_full(
-            model, is_full, queue, carry, (x, y, sample_weight),
-            example_ids is not None, refresh,
+            model, is_full, queue, carry, (x, y, sample_weight), has_ids,
+            refresh,
         ),
-        carry=(backend.training_state(model), scores if refresh else ()),
+        carry=(backend.training_state(model), scores if refresh else (),
+               counts),
     )
-    training, scores = drained.carry
+    training, scores, counts = drained.carry
     backend.restore_training_state(model, training)
+    if has_ids:
+        state.score_table.backprops.assign(counts)
     for buffer, value in zip(state.queue, drained.queue):
         buffer.assign(value)
     state.queue_size.assign(drained.size)
@@ -83,17 +89,19 @@ def queue_and_train(model, x, y, sample_weight, example_ids, selected,
 
 def _backward_if_full(model, is_full, queue, carry, structure, has_ids,
                       refresh):
-    """Trains on a full queue; in stale epochs also refreshes the scores
-    of the examples trained on (see `refresh_scores`)."""
+    """Trains on a full queue; counts the backprops of its examples (with
+    ids); in stale epochs also refreshes their scores (`refresh_scores`)."""
 
     def step(carry):
         batch = queued_batch(model, queue, structure, has_ids)
-        training, scores = carry
+        training, scores, counts = carry
+        if has_ids:
+            counts = score_table.add_counts(counts, batch.example_ids)
         if not refresh:
             training = backend.backward_step(
                 model, training, batch.x, batch.y, batch.trained_weight
             )
-            return training, scores
+            return training, scores, counts
         training, y_pred = backend.backward_step(
             model, training, batch.x, batch.y, batch.trained_weight,
             return_predictions=True,
@@ -101,8 +109,9 @@ def _backward_if_full(model, is_full, queue, carry, structure, has_ids,
         losses = scoring.per_example_loss(
             model._compile_loss, batch.y, y_pred, batch.sample_weight
         )
-        return training, refresh_scores(model, scores, batch.example_ids,
-                                        losses)
+        return (training,
+                refresh_scores(model, scores, batch.example_ids, losses),
+                counts)
 
     return backend.run_if(is_full, step, carry)
 
@@ -118,9 +127,9 @@ def refresh_scores(model, scores, example_ids, losses):
     against it, they would lower the selected fraction of the next stale
     epoch.
     """
-    table = stale.record_scores(
+    table = score_table.record_scores(
         scores.table, example_ids, losses,
-        stale.stored_probabilities(scores.table, example_ids),
+        score_table.stored_probabilities(scores.table, example_ids),
         model.selection_state.epochs_completed.value,
     )
     finite = ops.isfinite(losses)

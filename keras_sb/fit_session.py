@@ -184,6 +184,8 @@ def open_session(model, x, batch_size, callbacks, verbose, class_weight,
                 "without it, or on one replica."
             )
         prepare_score_table(model, x, table_callback)
+    elif backend.num_replicas(model) == 1:
+        prepare_report_table(model, x)
     pruning_callback = (table_callback if isinstance(
         table_callback, pruning.EpochPruning) else None)
     model._change_step_settings(
@@ -328,5 +330,31 @@ def prepare_score_table(model, x, callback):
             "Could not tell how many examples the training data have. "
             f"Pass `num_examples=` to {name}."
         )
+    state.build_score_table(int(num_examples))
+    model.train_function = None  # Its state has new variables.
+
+
+def prepare_report_table(model, x):
+    """Creates the score table for training data with example ids and a
+    known number of examples, so that the per-example report
+    (`SelectiveBackpropModel.selection_report`) counts every example."""
+    state = model.selection_state
+    structure = data_utils.peek_structure(x)
+    if structure is None or not data_utils.has_example_ids(structure):
+        return
+    num_examples = data_utils.count_examples(x)
+    if state.score_table is not None:
+        if num_examples and num_examples != state.score_table_size:
+            warnings.warn(
+                f"The model's per-example scores and counts are for "
+                f"{state.score_table_size} examples, but this `fit`'s "
+                f"training data have {num_examples}: ids of both data sets "
+                "share the rows of `selection_report()`, and ids beyond "
+                "its rows are not counted.",
+                stacklevel=4,
+            )
+        return
+    if not num_examples:
+        return
     state.build_score_table(int(num_examples))
     model.train_function = None  # Its state has new variables.

@@ -15,7 +15,7 @@ from keras_sb import backend
 from keras_sb import data as data_utils
 from keras_sb import scoring
 from keras_sb import selection
-from keras_sb import stale
+from keras_sb import score_table
 from keras_sb import step
 from keras_sb.queue_layout import apply_row_weights
 
@@ -32,8 +32,8 @@ def train_step(model, x, y, sample_weight, example_ids):
         raise ValueError("A pruned epoch needs training batches with example ids.")
     state = model.selection_state
     step.prepare_backward_step(model)
-    table = stale.ScoreTable(*(column.value for column in state.score_table))
-    probabilities = stale.stored_probabilities(table, example_ids)
+    table = step.table_values(state)
+    probabilities = score_table.stored_probabilities(table, example_ids)
     if model._step_settings.pipeline_draws:
         kept = ops.not_equal(example_ids, data_utils.PADDING_ID)
         step.count_invalid_ids(model, ops.where(kept, example_ids, 0))
@@ -53,10 +53,13 @@ def train_step(model, x, y, sample_weight, example_ids):
     # The scores: training-mode losses, before the rescaling.
     losses = scoring.per_example_loss(model._compile_loss, y, y_pred,
                                       sample_weight)
-    table = stale.record_scores(table, example_ids, losses, probabilities,
-                                state.epochs_completed.value, mask=kept)
-    for column, value in zip(state.score_table, table):
-        column.assign(value)
+    table = score_table.record_scores(table, example_ids, losses,
+                                      probabilities,
+                                      state.epochs_completed.value, mask=kept)
+    step.assign_table(state, table)
+    step.count_selected(state, example_ids, kept)
+    backprops = state.score_table.backprops
+    backprops.assign(score_table.add_counts(backprops.value, example_ids, kept))
 
     num_kept = ops.sum(ops.cast(kept, "int32"))
     trained = ops.logical_and(kept, ops.isfinite(losses))

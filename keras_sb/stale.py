@@ -18,92 +18,14 @@ losses refresh their loss and epoch (not their probability: training-mode
 losses are not comparable with the inference-mode losses the percentiles are
 taken over).
 
-This module holds the pure functions on the table and the `StaleSelection`
-callback that marks epochs fresh or stale.
+The table and its pure functions are `keras_sb.score_table`; this module
+holds the `StaleSelection` callback that marks epochs fresh or stale.
 """
-
-from typing import NamedTuple
 
 import keras
 import numpy as np
-from keras import ops
 
 from keras_sb import selection
-
-
-class ScoreTable(NamedTuple):
-    """The score table: one row per example id, as variables
-    (`SelectionState.score_table`) or as their values.
-
-    Attributes:
-        loss: float32 `(n,)`, each example's last loss (NaN until scored).
-        probability: float32 `(n,)`, its selection probability from the last
-            fresh epoch (1 until scored).
-        epoch: int32 `(n,)`, the epoch of its last score (`NOT_SCORED`).
-    """
-
-    loss: object
-    probability: object
-    epoch: object
-
-
-def valid_example_ids(example_ids, table_size):
-    """Whether each id indexes a row of a table of `table_size` examples."""
-    return ops.logical_and(example_ids >= 0, example_ids < table_size)
-
-
-def _safe_ids(example_ids, table_size):
-    return ops.clip(example_ids, 0, table_size - 1)
-
-
-def stored_probabilities(table, example_ids):
-    """Stored selection probabilities of `example_ids`.
-
-    An invalid id (outside the table) gets probability 1: the example is
-    trained on, and the model reports the bad id at the end of the epoch.
-
-    Args:
-        table: a `ScoreTable` (or a tuple in its order) of tensors `(n,)`.
-        example_ids: int32 tensor `(batch_size,)`.
-    """
-    table = ScoreTable(*table)
-    size = ops.shape(table.probability)[0]
-    stored = ops.take(table.probability, _safe_ids(example_ids, size), axis=0)
-    return ops.where(valid_example_ids(example_ids, size), stored, 1.0)
-
-
-def record_scores(table, example_ids, losses, probabilities, epoch, mask=None):
-    """Writes scores into the table (a pure function: returns the new table).
-
-    Rows of invalid ids, and rows where `mask` is False, are left as they
-    were.
-
-    Args:
-        table: a `ScoreTable` (or a tuple in its order) of tensors `(n,)`.
-        example_ids: int32 tensor `(batch_size,)`.
-        losses: float tensor `(batch_size,)`.
-        probabilities: float tensor `(batch_size,)`.
-        epoch: int32 scalar, the epoch the scores come from.
-        mask: optional bool tensor `(batch_size,)` of rows to write.
-
-    Returns:
-        The updated `ScoreTable`.
-    """
-    table = ScoreTable(*table)
-    size = ops.shape(table.loss)[0]
-    write = valid_example_ids(example_ids, size)
-    if mask is not None:
-        write = ops.logical_and(write, mask)
-    indices = _safe_ids(example_ids, size)
-    epochs = ops.broadcast_to(ops.cast(epoch, "int32"), ops.shape(example_ids))
-    new_table = []
-    for column, values in zip(table, (losses, probabilities, epochs)):
-        values = ops.where(write, ops.cast(values, column.dtype),
-                           ops.take(column, indices, axis=0))
-        new_table.append(
-            ops.scatter_update(column, ops.expand_dims(indices, -1), values)
-        )
-    return ScoreTable(*new_table)
 
 
 def is_stale_epoch(epoch, last_fresh_epoch, staleness):

@@ -14,7 +14,7 @@ import numpy as np
 
 from keras_sb import _keras_compat
 from keras_sb import selection
-from keras_sb.stale import ScoreTable
+from keras_sb.score_table import ScoreTable
 from keras_sb.schedule import NEVER
 
 _COUNTERS = (
@@ -49,7 +49,11 @@ _SCORE_COLUMNS = (
     ("score_loss", "float32", float("nan")),
     ("score_probability", "float32", 1.0),
     ("score_epoch", "int32", NOT_SCORED),
+    ("score_selected", "int32", 0),
+    ("score_backprops", "int32", 0),
 )
+# Columns that tables saved by earlier versions lack: loaded as initial.
+_ADDED_SCORE_COLUMNS = ("score_selected", "score_backprops")
 
 
 def example_signature(leaf):
@@ -109,9 +113,10 @@ class SelectionState(keras.layers.Layer):
     Holds the ring buffer of recent losses, the pending queue of selected
     examples (created from the first training batch, since its shapes come
     from the data), the random seed of the Bernoulli draws, the counters
-    behind `selected_fraction` and `backprops`, and for stale selection the
-    score table: each example's last loss, selection probability and the
-    epoch it was scored in, indexed by example id.
+    behind `selected_fraction` and `backprops`, and for data with example
+    ids the score table: each example's last loss, selection probability,
+    the epoch it was scored in and how often it was selected and
+    backpropagated, indexed by example id.
 
     Args:
         history_size: number of recent losses the percentiles are taken over.
@@ -194,7 +199,7 @@ class SelectionState(keras.layers.Layer):
         """
         return []
 
-    # --- The score table (stale selection) ---------------------------------
+    # --- The score table (data with example ids) ----------------------------
 
     @property
     def score_table_size(self):
@@ -205,7 +210,8 @@ class SelectionState(keras.layers.Layer):
         """Creates the score table for `num_examples` example ids.
 
         Its columns are `score_loss` (NaN until scored), `score_probability`
-        (1 until scored) and `score_epoch` (`NOT_SCORED` until scored).
+        (1 until scored), `score_epoch` (`NOT_SCORED` until scored), and the
+        counts `score_selected` and `score_backprops` (0).
         """
         if self.score_table is not None:
             raise ValueError("The score table exists already.")
@@ -330,18 +336,28 @@ class SelectionState(keras.layers.Layer):
             # examples go to the first replica only, to be trained on once.
             for copy in _replica_copies(self.queue_size)[1:]:
                 copy.assign(0)
-        columns = [np.asarray(store[name]) for name, _, _ in _SCORE_COLUMNS
-                   if name in keys]
-        if columns:
-            if self.score_table is None:
-                self.build_score_table(len(columns[0]))
-            elif self.score_table_size != len(columns[0]):
+        if _SCORE_COLUMNS[0][0] in keys:
+            self._load_score_table(store, keys)
+
+    def _load_score_table(self, store, keys):
+        size = len(np.asarray(store[_SCORE_COLUMNS[0][0]]))
+        if self.score_table is None:
+            self.build_score_table(size)
+        elif self.score_table_size != size:
+            raise ValueError(
+                f"The saved score table has {size} examples, but this "
+                f"model's has {self.score_table_size}."
+            )
+        for (name, _, initial), column in zip(_SCORE_COLUMNS, self.score_table):
+            if name in keys:
+                column.assign(np.asarray(store[name]))
+            elif name in _ADDED_SCORE_COLUMNS:
+                column.assign(np.full(size, initial, column.dtype))
+            else:
                 raise ValueError(
-                    f"The saved score table has {len(columns[0])} examples, "
-                    f"but this model's has {self.score_table_size}."
+                    f"The saved score table has no '{name}'; it was not "
+                    "written by this version of keras-sb."
                 )
-            for column, value in zip(self.score_table, columns):
-                column.assign(value)
 
     # --- Reading the counters ----------------------------------------------
 

@@ -31,7 +31,7 @@ from keras_sb import data as data_utils
 from keras_sb import epoch_schedule
 from keras_sb import scoring
 from keras_sb import selection
-from keras_sb import stale
+from keras_sb import score_table
 from keras_sb.queue_layout import present_leaves
 
 
@@ -100,11 +100,12 @@ def train_step(model, data):
     selected, probabilities = draw_selection(model, losses)
     if example_ids is not None:
         count_invalid_ids(model, example_ids)
-        table = stale.record_scores(
-            _table_values(state), example_ids, losses, probabilities,
+        table = score_table.record_scores(
+            table_values(state), example_ids, losses, probabilities,
             state.epochs_completed.value,
         )
-        _assign_table(state, table)
+        assign_table(state, table)
+        count_selected(state, example_ids, selected)
 
     # 3. Queue the selected examples; a backward step per full queue.
     backward.queue_and_train(model, x, y, sample_weight, example_ids,
@@ -126,8 +127,8 @@ def stale_train_step(model, x, y, sample_weight, example_ids):
             "A stale epoch needs training batches with example ids."
         )
     prepare_backward_step(model)
-    table = _table_values(state)
-    probabilities = stale.stored_probabilities(table, example_ids)
+    table = table_values(state)
+    probabilities = score_table.stored_probabilities(table, example_ids)
     probabilities = ops.where(selecting(state), probabilities, 1.0)
     pipeline_draws = model._step_settings.pipeline_draws
     if pipeline_draws:
@@ -138,12 +139,13 @@ def stale_train_step(model, x, y, sample_weight, example_ids):
     else:
         count_invalid_ids(model, example_ids)
         selected = selection.bernoulli(probabilities, state.seed_generator)
+    count_selected(state, example_ids, selected)
     zero = ops.convert_to_tensor(0.0, dtype="float32")
     scores = backward.queue_and_train(
         model, x, y, sample_weight, example_ids, selected, probabilities,
         scores=backward.StaleScores(table, zero, zero),
     )
-    _assign_table(state, scores.table)
+    assign_table(state, scores.table)
     model._loss_tracker.update_state(
         ops.divide_no_nan(scores.loss_sum, scores.loss_count),
         sample_weight=scores.loss_count,
@@ -161,13 +163,26 @@ def stale_train_step(model, x, y, sample_weight, example_ids):
     return selection_logs(model, logs, batch_size, selected)
 
 
-def _table_values(state):
-    return stale.ScoreTable(*(column.value for column in state.score_table))
+def table_values(state):
+    """The values of the score table's score columns; its counts, which
+    `count_selected` and the backward steps update, as `()` (nothing to
+    carry through a loop)."""
+    table = state.score_table
+    return score_table.ScoreTable(table.loss.value, table.probability.value,
+                                  table.epoch.value, (), ())
 
 
-def _assign_table(state, table):
+def assign_table(state, table):
+    """Writes the columns of `table` (a `ScoreTable`) that hold values."""
     for column, value in zip(state.score_table, table):
-        column.assign(value)
+        if value is not None and not isinstance(value, tuple):
+            column.assign(value)
+
+
+def count_selected(state, example_ids, selected):
+    """Adds the examples of the `selected` mask to their selection counts."""
+    column = state.score_table.selected
+    column.assign(score_table.add_counts(column.value, example_ids, selected))
 
 
 def forward(model, x, training):
@@ -212,7 +227,7 @@ def batch_class_weights(model, y, sample_weight, has_ids):
 def count_invalid_ids(model, example_ids):
     """Counts ids outside the score table (`StaleSelection` reports them)."""
     state = model.selection_state
-    valid = stale.valid_example_ids(example_ids, state.score_table_size)
+    valid = score_table.valid_example_ids(example_ids, state.score_table_size)
     state.invalid_example_ids.assign_add(
         ops.sum(ops.cast(ops.logical_not(valid), "int32"))
     )

@@ -168,7 +168,7 @@ class TestSelectivePipeline:
         history = model.fit(train, epochs=2, verbose=0, callbacks=[
             keras_sb.StaleSelection(2), Steps()])
         losses, _, scored = (ops.convert_to_numpy(column.value) for column in
-                             model.selection_state.score_table)
+                             model.selection_state.score_table[:3])
         np.testing.assert_allclose(losses, y ** 2, rtol=1e-5)
         assert (scored >= 0).all()
         kept = round(history.history["selected_fraction"][1] * n)

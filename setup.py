@@ -21,8 +21,10 @@ setup(
         "jax": ["jax"],
         "demo": ["scikit-learn"],
         "data": ["tensorflow-datasets"],
+        # `keras_sb.SelectionSummaries` (with TensorFlow's `tf.summary`).
+        "tensorboard": ["tensorboard"],
         "test": ["pytest", "scikit-learn", "tensorflow-datasets", "jax",
-                 "pillow"],
+                 "pillow", "tensorboard"],
         "bench": ["matplotlib", "pillow", "tensorflow-datasets"],
     },
     classifiers=[

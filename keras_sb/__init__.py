@@ -21,6 +21,7 @@ The README has a complete example and which method to use when.
 
 from keras_sb import data
 from keras_sb import pruning
+from keras_sb import report
 from keras_sb import datasets
 from keras_sb import schedule
 from keras_sb import selection
@@ -34,6 +35,7 @@ from keras_sb.model import SelectiveBackpropModel
 from keras_sb.pruning import InfoBatch
 from keras_sb.pruning import RandomSubset
 from keras_sb.stale import StaleSelection
+from keras_sb.summaries import SelectionSummaries
 from keras_sb.state import SelectionState
 from keras_sb.strategies import BiggestLosers
 from keras_sb.strategies import LossProportional

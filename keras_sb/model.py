@@ -16,6 +16,7 @@ from keras_sb import _keras_compat
 from keras_sb import backend
 from keras_sb import fit_session as sessions
 from keras_sb import options as options_lib
+from keras_sb import report
 from keras_sb import schedule
 from keras_sb import step
 from keras_sb.state import SelectionState
@@ -59,7 +60,9 @@ class SelectiveBackpropModel(backend.Trainer, SelectiveTrainer, keras.Model):
     With the `keras_sb.StaleSelection` callback and training data that carry
     example ids (`keras_sb.data.with_example_ids`), scores are stored per
     example and reused: only one epoch in `staleness` runs the selection
-    forward pass (see `keras_sb.stale`).
+    forward pass (see `keras_sb.stale`). With example ids, the model also
+    counts how often each example was selected and backpropagated:
+    `selection_report()`.
 
     Args:
         beta: selectivity of the paper's rule (`BiggestLosers`), `>= 0`;
@@ -301,6 +304,33 @@ class SelectiveBackpropModel(backend.Trainer, SelectiveTrainer, keras.Model):
         ```
         """
         return self.selection_state.clear_queue()
+
+    def selection_report(self):
+        """What selection did to each training example, by example id.
+
+        Kept for training data that carry example ids and tell their
+        number (`keras_sb.data.selective_pipeline`, `with_example_ids`,
+        `ArrayPipeline(..., example_ids=True)`), on one device, for every
+        method: the paper's rule, stale selection, `InfoBatch`,
+        `RandomSubset`. Saved with the model.
+
+        Returns:
+            A NumPy structured array, one row per example id, with the
+            fields `example_id`, `times_selected` (selected, or kept by
+            pruning), `times_backpropagated`, `last_loss`,
+            `last_probability` and `last_scored_epoch` (-1: never scored).
+            See `keras_sb.report`.
+
+        Example:
+
+        ```python
+        train = keras_sb.data.selective_pipeline((x, y), model, batch_size=128)
+        model.fit(train, epochs=20)
+        report = model.selection_report()
+        suspects = keras_sb.report.rank_most_selected(report)[:100]
+        ```
+        """
+        return report.selection_report(self.selection_state)
 
     def summary(self, *args, **kwargs):
         # The selection state is training state, not a layer of the network.

@@ -4,11 +4,12 @@
 #   make bench  set up .venv and run the benchmarks (well over an hour on a 2-core CPU)
 #   make bench-pruning-r1 / -r2 / -r3  InfoBatch, its controls and Selective-Backprop
 #               in three regimes (long runs on a 2-core CPU; results in benchmarks/results/)
+#   make bench-mislabel  the mislabelled examples the per-example report finds
 PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: setup demo test bench bench-pruning-r1 bench-pruning-r2 bench-pruning-r3 clean
+.PHONY: setup demo test bench bench-pruning-r1 bench-pruning-r2 bench-pruning-r3 bench-mislabel clean
 
 CIFAR10 ?= ../shared/data/cifar10-jpeg.tar.xz
 BENCH = $(BIN)/keras-sb bench --dataset cifar10 --path $(CIFAR10) --seeds 0 1
@@ -44,6 +45,11 @@ bench-pruning-r2: setup
 # R3: 20% wrong training labels (test labels true), 10,000 images, 20 epochs.
 bench-pruning-r3: setup
 	$(BENCH) --train-size 10000 --epochs 20 --label-noise 0.2 --methods plain infobatch random-subset sb-beta2 --output pruning_r3_train10000_20ep_noise0.2
+
+# What the per-example report finds: the mislabelled examples among the most
+# selected, R3's data (issue 21).
+bench-mislabel: setup
+	$(BIN)/keras-sb bench --dataset cifar10 --path $(CIFAR10) --seeds 0 --train-size 10000 --epochs 20 --label-noise 0.2 --methods sb-beta2 infobatch --target 0.6 --output mislabel_detection_train10000_20ep_noise0.2
 
 clean:
 	rm -rf $(VENV) *.egg-info .pytest_cache

@@ -196,6 +196,13 @@ def test_noisy_labels_change_exactly_the_fraction_with_a_fixed_seed():
         benchmark.noisy_labels(labels, 1.5, 10)
 
 
+def test_changed_examples_are_those_noisy_labels_changes():
+    labels = np.arange(500) % 10
+    noisy = benchmark.noisy_labels(labels, 0.2, classes=10, seed=3)
+    changed = benchmark.label_noise.changed_examples(500, 0.2, seed=3)
+    assert sorted(changed) == list(np.flatnonzero(noisy != labels))
+
+
 def test_label_noise_option_is_checked_and_recorded():
     args = benchmark.parse_args(["--label-noise", "0.2"])
     assert args.label_noise == 0.2
@@ -445,6 +452,20 @@ def test_bench_end_to_end_with_pruning_methods(tmp_path):
     assert [e["method"] for e in saved["summary"]["equal_wall_clock"][
         "methods"]] == sorted(methods, key=lambda n: rows[n][
             "total_seconds_mean"])
+    # What each pruning method kept: a picture and the mislabel detection
+    # (of 200 images, 40 mislabelled; the top 5% is 10 images).
+    reports = saved["selection_reports"]
+    assert sorted(reports) == ["infobatch", "infobatch-equal-time",
+                               "random-subset"]
+    for name, entry in reports.items():
+        assert entry["picture"] == str(results / f"tiny_selection_{name}.png")
+        assert os.path.getsize(entry["picture"]) > 1000
+        found = entry["mislabel_detection"]
+        assert (found["top"], found["mislabelled"]) == (10, 40)
+        assert 0 <= found["by_selection"]["precision"] <= 1
+    # Each kept example was trained on once per epoch it was kept.
+    assert reports["infobatch"]["times_selected"]["max"] == 2
+    assert reports["infobatch"]["times_selected"]["min"] >= 1
 
 
 # --- benchmarks/pruning_targets.py -------------------------------------------

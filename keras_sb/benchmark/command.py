@@ -7,10 +7,12 @@ import sys
 import time
 
 import keras
+import numpy as np
 
 from keras_sb import datasets
 from keras_sb.benchmark import label_noise
 from keras_sb.benchmark import provenance
+from keras_sb.benchmark import selection_reports
 from keras_sb.benchmark import sizing
 from keras_sb.benchmark.arguments import parse_args
 from keras_sb.benchmark.comparison import INFOBATCH_DEFAULTS
@@ -38,6 +40,17 @@ def load_data(args):
             train, args.label_noise, datasets.num_classes(args.dataset),
             label_noise.LABEL_NOISE_SEED)
     return train, evaluation
+
+
+def mislabelled_examples(args, count):
+    """With `--label-noise`, a bool array of the `count` training examples
+    that says whose label `load_data` changed (by example id); else None."""
+    if not getattr(args, "label_noise", 0.0):
+        return None
+    mislabelled = np.zeros(count, bool)
+    mislabelled[label_noise.changed_examples(
+        count, args.label_noise, label_noise.LABEL_NOISE_SEED)] = True
+    return mislabelled
 
 
 def _load_clean_data(args):
@@ -185,8 +198,13 @@ def main(argv=None):
           f"{args.epochs} epochs")
     if args.mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")
-    runs, summary = run(train, test, config, compared)
+    reports = {}
+    runs, summary = run(train, test, config, compared, reports=reports)
     os.makedirs(args.results_dir, exist_ok=True)
+    selection = selection_reports.write(
+        reports, train, os.path.splitext(json_path)[0],
+        class_names=datasets.DATASETS[args.dataset][2],
+        mislabelled=mislabelled_examples(args, train_examples))
     result = {
         "command": " ".join(["keras-sb bench"] + (argv if argv is not None
                                                    else sys.argv[1:])),
@@ -195,11 +213,13 @@ def main(argv=None):
         "config": {k: (list(v) if isinstance(v, tuple) else v)
                    for k, v in config.items()},
         "summary": summary,
+        "selection_reports": selection,
         "runs": runs,
     }
     with open(json_path, "w") as file:
         json.dump(result, file, indent=2)
     plot(runs, summary, png_path, config["evaluated_on"])
     print(format_summary(summary))
+    print(selection_reports.format_detection(selection))
     print(f"wrote {json_path} and {png_path}")
     return result

@@ -50,11 +50,25 @@ def noisy_labels(labels, fraction, classes, seed=LABEL_NOISE_SEED):
             f"{labels.min()} to {labels.max()}")
     rng = np.random.default_rng(seed)
     count = int(round(fraction * len(labels)))
+    # The first draw: `changed_examples` repeats it.
     changed = rng.choice(len(labels), size=count, replace=False)
     offsets = rng.integers(1, classes, size=count)
     noisy = labels.copy()
     noisy[changed] = (labels[changed] + offsets) % classes
     return noisy
+
+
+def changed_examples(count, fraction, seed=LABEL_NOISE_SEED):
+    """The indices of the examples whose label `noisy_labels` changes, for
+    `count` labels (its first draw, from the same seed).
+
+    Args:
+        count: the number of labels.
+        fraction: in `[0, 1]`, as given to `noisy_labels`.
+        seed: as given to `noisy_labels`.
+    """
+    rng = np.random.default_rng(seed)
+    return rng.choice(count, size=int(round(fraction * count)), replace=False)
 
 
 def with_noisy_labels(train, fraction, classes, seed=LABEL_NOISE_SEED):

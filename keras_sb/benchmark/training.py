@@ -10,6 +10,7 @@ the fraction of the planned epochs done: every method gets the same
 learning rate per epoch of data.
 """
 
+import functools
 import math
 
 import keras
@@ -123,14 +124,17 @@ def pruning_callback(options, config):
 
 
 def train_one(options, initial_weights, train, test, config, seed,
-              progress=None, train_with_ids=None):
+              progress=None, train_with_ids=None, on_trained=None):
     """Trains one method from `initial_weights`; returns its learning curve.
 
     Methods with a `staleness` train with `StaleSelection`, and pruning
     methods with their callback (`pruning_callback`), on
     `train_with_ids(model)`: the same training data with example ids, whose
     pipeline draws the examples each epoch keeps (for stale selection, where
-    the function makes it so).
+    the function makes it so). The other selective methods train on
+    `train_with_ids(model, in_pipeline=False)` where it is given, so that
+    they too keep a per-example report. `on_trained(model)` is called after
+    training.
     """
     keras.utils.set_random_seed(seed)
     epochs = epochs_of(config, options)
@@ -150,12 +154,16 @@ def train_one(options, initial_weights, train, test, config, seed,
         else:
             train = train_with_ids(model)
             callbacks.insert(0, StaleSelection(staleness))
+    elif train_with_ids is not None and not sizing.is_plain_training(options):
+        train = train_with_ids(model, in_pipeline=False)
     # The training batches shuffle themselves (a tf.data shuffle, or the
     # ArrayPipeline's seeded permutation): `fit` ignores `shuffle` for a
     # tf.data dataset (with a warning per call) and would only reorder the
     # ArrayPipeline's already shuffled batches.
     model.fit(train, epochs=epochs, validation_data=test,
               callbacks=callbacks, shuffle=False, verbose=0)
+    if on_trained is not None:
+        on_trained(model)
     return curve.points
 
 
@@ -199,7 +207,7 @@ def training_batches(train, config, example_ids=False, stale_model=None):
         example_ids=example_ids, stale_model=stale_model)
 
 
-def run(train, test, config, compared=None, progress=True):
+def run(train, test, config, compared=None, progress=True, reports=None):
     """Runs every method with every seed; returns `(runs, summary)`.
 
     The methods of a seed run in `sizing.run_order`: those sized from other
@@ -213,6 +221,8 @@ def run(train, test, config, compared=None, progress=True):
             `jit_compile`, `train_examples`, `input_shape`, `classes`, and
             optionally `target` / `target_gap`.
         compared: dict name -> options (see `methods`); defaults to all.
+        reports: optional dict that receives, for each selective method,
+            the per-example report of its first seed's model.
     """
     # Read before training: results record the commit of the code that ran,
     # even if the checkout changes during a long run.
@@ -244,11 +254,20 @@ def run(train, test, config, compared=None, progress=True):
                                            config["epochs"])
             if bar is not None and options is not compared[name]:
                 bar.target += epochs_of(config, options) - config["epochs"]
+            keep_report = None
+            if reports is not None and seed == config["seeds"][0]:
+                keep_report = functools.partial(_keep_report, reports, name)
             seed_runs[name] = train_one(options, initial, train_batches,
                                         test_batches, config, seed, bar,
-                                        train_with_ids)
+                                        train_with_ids, keep_report)
         for name in compared:
             runs[name].append(seed_runs[name])
     summary = summarize(runs, config.get("target_gap", 0.005),
                         config.get("target"))
     return runs, summary
+
+
+def _keep_report(reports, name, model):
+    state = getattr(model, "selection_state", None)
+    if state is not None and state.score_table is not None:
+        reports[name] = model.selection_report()

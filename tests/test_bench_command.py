@@ -108,6 +108,14 @@ def test_bench_end_to_end_on_tiny_data(tmp_path):
             assert points[2]["selected_fraction"] < 1.0
             assert points[2]["backprops"] < 3 * 200
     assert saved["config"]["train_examples"] == 200
+    # A picture of what each selective method selected (no label noise:
+    # no mislabel detection).
+    reports = saved["selection_reports"]
+    assert sorted(reports) == sorted(m for m in BENCH_METHODS if m != "plain")
+    for name, entry in reports.items():
+        assert os.path.getsize(entry["picture"]) > 1000
+        assert "mislabel_detection" not in entry
+        assert entry["times_selected"]["max"] <= 3
     assert saved["machine"]["keras_backend"] == keras.backend.backend()
     # keras_sb/benchmark/__init__.py: the checkout is two folders up.
     checkout = os.path.join(os.path.dirname(benchmark.__file__), "..", "..")

@@ -137,7 +137,7 @@ def test_run_sizes_each_seed_from_that_seeds_runs(monkeypatch):
         return "infobatch-equal-time"
 
     def fake_train_one(options, initial, train, test, config, seed,
-                       progress=None, train_with_ids=None):
+                       progress=None, train_with_ids=None, on_trained=None):
         epochs = training.epochs_of(config, options)
         name = name_of(options)
         calls.append((seed, name, epochs, (options or {}).get("kept_fraction")))

@@ -57,9 +57,8 @@ def train_step(model, x, y, sample_weight, example_ids):
                                       probabilities,
                                       state.epochs_completed.value, mask=kept)
     step.assign_table(state, table)
-    step.count_selected(state, example_ids, kept)
-    backprops = state.score_table.backprops
-    backprops.assign(score_table.add_counts(backprops.value, example_ids, kept))
+    step.add_counts(state.score_table.selected, example_ids, kept)
+    step.add_counts(state.score_table.backprops, example_ids, kept)
 
     num_kept = ops.sum(ops.cast(kept, "int32"))
     trained = ops.logical_and(kept, ops.isfinite(losses))

@@ -105,7 +105,7 @@ def train_step(model, data):
             state.epochs_completed.value,
         )
         assign_table(state, table)
-        count_selected(state, example_ids, selected)
+        add_counts(state.score_table.selected, example_ids, selected)
 
     # 3. Queue the selected examples; a backward step per full queue.
     backward.queue_and_train(model, x, y, sample_weight, example_ids,
@@ -139,7 +139,7 @@ def stale_train_step(model, x, y, sample_weight, example_ids):
     else:
         count_invalid_ids(model, example_ids)
         selected = selection.bernoulli(probabilities, state.seed_generator)
-    count_selected(state, example_ids, selected)
+    add_counts(state.score_table.selected, example_ids, selected)
     zero = ops.convert_to_tensor(0.0, dtype="float32")
     scores = backward.queue_and_train(
         model, x, y, sample_weight, example_ids, selected, probabilities,
@@ -165,7 +165,7 @@ def stale_train_step(model, x, y, sample_weight, example_ids):
 
 def table_values(state):
     """The values of the score table's score columns; its counts, which
-    `count_selected` and the backward steps update, as `()` (nothing to
+    `add_counts` and the backward steps update, as `()` (nothing to
     carry through a loop)."""
     table = state.score_table
     return score_table.ScoreTable(table.loss.value, table.probability.value,
@@ -179,10 +179,10 @@ def assign_table(state, table):
             column.assign(value)
 
 
-def count_selected(state, example_ids, selected):
-    """Adds the examples of the `selected` mask to their selection counts."""
-    column = state.score_table.selected
-    column.assign(score_table.add_counts(column.value, example_ids, selected))
+def add_counts(column, example_ids, mask):
+    """Adds 1 to the count variable `column` of the score table (e.g.
+    `state.score_table.selected`) for each example of the `mask`."""
+    column.assign(score_table.add_counts(column.value, example_ids, mask))
 
 
 def forward(model, x, training):

@@ -7,7 +7,9 @@ again from empty. All shapes are static, so the code compiles with XLA.
 
 `drain` moves all selected examples of one scored batch through the queue: it
 fills the queue from the batch, runs the backward step each time the queue is
-full, and leaves the remainder queued. The queue never holds more than its
+full, and leaves the remainder queued. Where the batch can fill the queue at
+most once (a batch no larger than the queue, the default), that is one
+conditional backward step and no loop. The queue never holds more than its
 capacity, whatever the batch size, so no selected example is ever dropped.
 The loop threads an optional `carry` (on JAX, the values of the variables the
 backward step updates) through the backward steps, so it stays a pure
@@ -103,9 +105,6 @@ def drain(queue, size, batch, selected, backward_if_full, carry=()):
     num_selected = ops.sum(ops.cast(selected, "int32"))
     zero = ops.convert_to_tensor(0, dtype="int32")
 
-    def not_done(consumed, size, steps, queue, carry):
-        return consumed < num_selected
-
     def move_and_train(consumed, size, steps, queue, carry):
         queue, size, consumed = enqueue(
             list(queue), size, batch, order, consumed, num_selected
@@ -115,12 +114,44 @@ def drain(queue, size, batch, selected, backward_if_full, carry=()):
         size = ops.where(is_full, zero, size)
         return (consumed, size, steps + ran, queue, carry)
 
-    _, size, steps, queue, carry = ops.while_loop(
-        not_done,
-        move_and_train,
-        (zero, ops.cast(size, "int32"), zero, list(queue), carry),
-    )
+    loop = (zero, ops.cast(size, "int32"), zero, list(queue), carry)
+    most_steps = max_backward_steps(ops.shape(order)[0], capacity)
+    if most_steps is not None and most_steps <= MAX_UNROLLED_STEPS:
+        # Unrolled: no loop, whose predicate an accelerator would send back
+        # to the host at every iteration.
+        for _ in range(most_steps):
+            loop = move_and_train(*loop)
+        consumed, size, steps, queue, carry = loop
+        # What the last full queue left of the batch fits (see
+        # `max_backward_steps`).
+        queue, size, _ = enqueue(list(queue), size, batch, order, consumed,
+                                 num_selected)
+        return Drained(list(queue), size, steps, carry)
+
+    def not_done(consumed, size, steps, queue, carry):
+        return consumed < num_selected
+
+    _, size, steps, queue, carry = ops.while_loop(not_done, move_and_train,
+                                                  loop)
     return Drained(list(queue), size, steps, carry)
+
+
+# Backward steps per batch up to which `drain` unrolls its loop. Each
+# unrolled step is a copy of the backward pass in the compiled program.
+MAX_UNROLLED_STEPS = 1
+
+
+def max_backward_steps(batch_size, capacity):
+    """The most backward steps one batch can fill the queue for, or None
+    when the batch size is not known statically.
+
+    A queue holding at most `capacity - 1` examples fills at most
+    `ceil(batch_size / capacity)` times while taking `batch_size` more, and
+    what is left after the last time it fills is under `capacity`.
+    """
+    if not isinstance(batch_size, int) or not isinstance(capacity, int):
+        return None
+    return -(-batch_size // capacity)
 
 
 def pop_front(queue, size, count):

@@ -23,6 +23,8 @@ backend. A backend module provides:
   between the replicas and run the backward step on all of them at once; on
   JAX the step is one program over the global batch (`keras.distribution`
   shards it), so there is a single "replica";
+- `compile_function(fn, static_argnames)`: `fn` compiled for the device,
+  for work outside the train step (the device data pipeline);
 - `Trainer`: the mixin of `SelectiveBackpropModel` with the backend's side
   of the trainer (`make_train_function`, how the queue's variables are made,
   switching between the fresh and the stale step);
@@ -41,6 +43,7 @@ if _BACKEND == "tensorflow":
     from keras_sb.backend.tensorflow import synchronized_run_if
     from keras_sb.backend.tensorflow import variable_scope
     from keras_sb.backend.tensorflow import backward_step
+    from keras_sb.backend.tensorflow import compile_function
     from keras_sb.backend.tensorflow import restore_training_state
     from keras_sb.backend.tensorflow import run_if
     from keras_sb.backend.tensorflow import train_step
@@ -54,6 +57,7 @@ elif _BACKEND == "jax":
     from keras_sb.backend.jax import synchronized_run_if
     from keras_sb.backend.jax import variable_scope
     from keras_sb.backend.jax import backward_step
+    from keras_sb.backend.jax import compile_function
     from keras_sb.backend.jax import restore_training_state
     from keras_sb.backend.jax import run_if
     from keras_sb.backend.jax import train_step

@@ -193,3 +193,9 @@ def shard_batch(batch):
         return jax.lax.with_sharding_constraint(tensor, layout.backend_layout)
 
     return jax.tree.map(shard, batch)
+
+
+def compile_function(fn, static_argnames=()):
+    """`fn` compiled with `jax.jit` (for work outside the train step, such
+    as `keras_sb.data.DevicePipeline`'s batches)."""
+    return jax.jit(fn, static_argnames=static_argnames)

@@ -194,3 +194,9 @@ def peek_batch_structure(iterator):
     iterator = iter(iterator)
     first = next(iterator)
     return itertools.chain([first], iterator), first
+
+
+def compile_function(fn, static_argnames=()):
+    """`fn` as it is: it runs eagerly (Keras's adapter for a `PyDataset`
+    calls it from a generator, outside any graph)."""
+    return fn

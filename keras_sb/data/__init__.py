@@ -10,6 +10,8 @@ about the training data.
 - `tf_pipelines`: `training_pipeline` and `evaluation_pipeline` (tf.data).
 - `array_pipeline`: `ArrayPipeline`, the same from NumPy arrays, without
   TensorFlow.
+- `device_pipeline`: `DevicePipeline`, `ArrayPipeline`'s batches made on
+  the accelerator from images kept there (for GPUs, on JAX).
 - `inspection`: what the model reads from `fit`'s data before training.
 
 Every name is available as `keras_sb.data.<name>`. TensorFlow is imported
@@ -19,6 +21,7 @@ only by the functions that use tf.data.
 from keras_sb.data._tensorflow import require_tensorflow
 from keras_sb.data.array_pipeline import ArrayPipeline
 from keras_sb.data.array_pipeline import pad_crop_flip_batch
+from keras_sb.data.device_pipeline import DevicePipeline
 from keras_sb.data.example_ids import DATA_KEY
 from keras_sb.data.example_ids import EXAMPLE_ID_KEY
 from keras_sb.data.example_ids import PADDING_ID

@@ -24,6 +24,18 @@ from keras_sb.data.stale_filtering import StaleFilter
 from keras_sb.selection import is_integer
 
 
+def stale_draws_and_seed(stale_model, seed):
+    """The `StaleFilter` of `stale_model` (None without one) and the int
+    seed of a pipeline's orders and augmentation, from `seed` (None:
+    random)."""
+    draws = None
+    if stale_model is not None:
+        # With no seed, the draws follow the model's saved seed (a resumed
+        # run draws as an uninterrupted one).
+        draws = StaleFilter(stale_model, seed)
+    return draws, int(np.random.default_rng(seed).integers(2**31))
+
+
 def pad_crop_flip_batch(images, rng, padding=4):
     """`pad_crop_flip` on a NumPy batch `(n, height, width, channels)`.
 
@@ -35,11 +47,43 @@ def pad_crop_flip_batch(images, rng, padding=4):
     # (n, offsets_y, offsets_x, channels, height, width), a view: no copy.
     windows = np.lib.stride_tricks.sliding_window_view(
         padded, (height, width), axis=(1, 2))
-    offsets = rng.integers(0, 2 * padding + 1, (2, n))
+    offsets, flip = crop_flip_draws(rng, n, padding)
     crops = windows[np.arange(n), offsets[0], offsets[1]]
-    flip = rng.random(n) < 0.5
     crops[flip] = crops[flip, :, :, ::-1]
     return crops.transpose(0, 2, 3, 1)
+
+
+def crop_flip_draws(rng, n, padding):
+    """The random part of `pad_crop_flip_batch` for `n` images.
+
+    Returns:
+        Tuple `(offsets, flip)`: int64 `(2, n)` crop offsets (rows, then
+        columns) in `[0, 2 * padding]`, and a bool `(n,)` mask of the
+        images to flip left-right.
+    """
+    offsets = rng.integers(0, 2 * padding + 1, (2, n))
+    flip = rng.random(n) < 0.5
+    return offsets, flip
+
+
+def check_image_arrays(images, labels, padding, seed, what):
+    """`(images, labels)` as NumPy arrays, or a ValueError that says what is
+    wrong with them, `padding` or `seed` (the arguments of `what`)."""
+    images, labels = np.asarray(images), np.asarray(labels)
+    if images.ndim != 4 or labels.ndim < 1 or len(images) != len(labels):
+        raise ValueError(
+            "`images` must be an array `(n, height, width, channels)` and "
+            "`labels` an array of `n` labels. Received: images of shape "
+            f"{images.shape} and labels of shape {labels.shape}."
+        )
+    check_uint8_images(images.dtype.name, what)
+    if not is_integer(padding) or padding < 0:
+        raise ValueError(
+            f"`padding` must be an int >= 0. Received: padding={padding!r}"
+        )
+    if seed is not None and not is_integer(seed):
+        raise ValueError(f"`seed` must be None or an int. Received: seed={seed!r}")
+    return images, labels
 
 
 class RowBatches(keras.utils.PyDataset):
@@ -118,15 +162,23 @@ class RowBatches(keras.utils.PyDataset):
     def __len__(self):
         return -(-len(self._epoch_rows()) // self.batch_size)
 
-    def __getitem__(self, index):
+    def _batch_rows(self, index):
+        """The rows of the `index`-th batch of the epoch, and how many rows
+        of id `PADDING_ID` fill it up (stale epochs' last batch)."""
         if not 0 <= index < len(self):
             raise IndexError(f"Batch {index} of {len(self)}.")
         rows = self._epoch_rows()[index * self.batch_size:
                                   (index + 1) * self.batch_size]
+        missing = 0
+        if self.stale_filter is not None and self.stale_filter.stale:
+            missing = self.batch_size - len(rows)
+        return rows, missing
+
+    def __getitem__(self, index):
+        rows, missing = self._batch_rows(index)
         batch = self._batch(rows, index)
         ids = rows.astype("int32")
-        missing = self.batch_size - len(rows)
-        if self.stale_filter is not None and self.stale_filter.stale and missing:
+        if missing:
             # A full last batch (static shapes): rows the model skips.
             batch = keras.tree.map_structure(
                 lambda part: np.concatenate(
@@ -184,26 +236,9 @@ class ArrayPipeline(RowBatches):
                  seed=None, padding=4, workers=4, example_ids=False,
                  stale_model=None):
         batch_size = check_batch_size(batch_size)
-        images, labels = np.asarray(images), np.asarray(labels)
-        if images.ndim != 4 or labels.ndim < 1 or len(images) != len(labels):
-            raise ValueError(
-                "`images` must be an array `(n, height, width, channels)` and "
-                "`labels` an array of `n` labels. Received: images of shape "
-                f"{images.shape} and labels of shape {labels.shape}."
-            )
-        check_uint8_images(images.dtype.name, "ArrayPipeline")
-        if not is_integer(padding) or padding < 0:
-            raise ValueError(
-                f"`padding` must be an int >= 0. Received: padding={padding!r}"
-            )
-        if seed is not None and not is_integer(seed):
-            raise ValueError(f"`seed` must be None or an int. Received: seed={seed!r}")
-        draws = None
-        if stale_model is not None:
-            # With no seed, the draws follow the model's saved seed (a
-            # resumed run draws as an uninterrupted one).
-            draws = StaleFilter(stale_model, seed)
-        seed = int(np.random.default_rng(seed).integers(2**31))
+        images, labels = check_image_arrays(images, labels, padding, seed,
+                                            type(self).__name__)
+        draws, seed = stale_draws_and_seed(stale_model, seed)
         super().__init__(len(images), batch_size, shuffle, seed,
                          example_ids=example_ids, stale_filter=draws,
                          workers=workers, max_queue_size=2 * workers)

@@ -1,32 +1,34 @@
-"""Selective-Backprop on a GPU under XLA (JAX backend), in one run.
+"""keras-sb on a GPU under XLA (JAX), with the data on the device: one run.
 
-Measures, with a ResNet-18-class network on CIFAR-10 (mixed bfloat16,
-batch 256, every step compiled by XLA through JAX):
+What it measures, with a ResNet-18-class network on CIFAR-10 (mixed
+bfloat16; every batch made on the device by `keras_sb.data.DevicePipeline`):
 
-1. the cost of a selective step that runs no backward pass (a strategy that
-   selects nothing, so the queue never fills): the forward-and-select cost
-   `f` relative to a plain training step, next to the plain `evaluate`
-   pass over the same data;
-2. a time-to-accuracy comparison (plain Keras, keras-sb beta=2, the uniform
-   subset at the same fraction), whose steady epochs also give the measured
-   per-epoch speedup against the ideal `1 / (f + s)`;
-3. the epoch time with every example selected (the backward branch taken at
-   every step: about plain + forward if the conditional costs nothing),
-   per-epoch times at beta=1 and beta=3, and a second seed, while time
-   remains.
+1. throughput, at each `--batch-sizes` (default 256 and 1024): the steady
+   epoch time of plain training, of a selective step that selects nothing
+   (its ratio to plain is `f`, the cost of scoring and selecting), of the
+   paper's rule at beta 1, 2 and 3, of a stale epoch (and a fresh one with
+   example ids, which keeps the score table), and of InfoBatch; each as a
+   speedup over plain, and for the selective rows against the ideal
+   `1 / (f + s)` for their selected fraction `s`. At the first batch size,
+   plain training also runs on `ArrayPipeline` (NumPy on the host), the
+   pipeline this one replaces; and the JSON records the loops and
+   conditionals of the compiled selective step (`step_profile`);
+2. time to accuracy, as `keras-sb bench` measures it: plain training for
+   `--epochs`, the paper's rule at beta 2, the uniform control, InfoBatch,
+   the random-subset control and plain-short, for each of `--seeds` while
+   the deadline allows.
 
-Each part is written to the result JSON as soon as it is done, so a run cut
-short by `--deadline` still leaves what it measured. Meant for the GPU
-machine, which has JAX but not TensorFlow:
+Parts run in the order: throughput at the first batch size, time to
+accuracy of the first seed, then the other batch sizes and seeds. A part
+that would end after `--deadline` seconds is skipped, and the JSON is
+written after every part, so a run cut short keeps what it measured.
+
+On the GPU machine (JAX, no TensorFlow; `data/gpu/` holds a git-ignored copy
+of `../shared/data/cifar10-jpeg.tar.xz`, since `../shared` does not travel):
 
     KERAS_BACKEND=jax python benchmarks/gpu.py --path data/gpu/cifar10-jpeg.tar.xz
 
-(`data/gpu/` holds a copy of `../shared/data/cifar10-jpeg.tar.xz`, git-ignored,
-since `../shared` does not travel to the GPU machine; on this machine
-`--path ../shared/data/cifar10-jpeg.tar.xz` works as well.)
-
-Runs on a CPU too (slowly; `--train-size`, `--widths` and `--blocks` make it
-small enough to check the script).
+`--quick` runs a tiny version (on a CPU in seconds; the tests run it).
 """
 
 import argparse
@@ -44,6 +46,16 @@ from keras_sb import benchmark  # noqa: E402
 from keras_sb import data as data_utils  # noqa: E402
 from keras_sb import datasets  # noqa: E402
 from keras_sb import strategies  # noqa: E402
+from keras_sb.benchmark import comparison  # noqa: E402
+from keras_sb.benchmark import step_profile  # noqa: E402
+from keras_sb.benchmark import training  # noqa: E402
+from keras_sb.stale import StaleSelection  # noqa: E402
+
+TIME_TO_ACCURACY_METHODS = ["plain", "sb-beta2", "uniform", "infobatch",
+                            "random-subset", "plain-short"]
+
+QUICK = {"train_size": 256, "test_size": 128, "widths": [4, 8], "blocks": 1,
+         "epochs": 2, "batch_sizes": [32], "seeds": [0]}
 
 
 @keras.saving.register_keras_serializable(package="keras_sb_benchmarks")
@@ -54,116 +66,174 @@ class SelectNothing(strategies.SelectionStrategy):
         return keras.ops.zeros_like(losses)
 
 
-def epoch_seconds(options, train, config, epochs):
-    """Per-epoch seconds of `epochs` epochs (the first includes compiling)."""
+# Throughput rows: name -> (method options, epochs, epochs of the steady
+# median, history log of its selected or kept fraction). The selective
+# rows prime for one epoch (every example trained on). The stale rows'
+# epochs are told apart by their logged accuracy (NaN in stale epochs,
+# which run no forward pass over all examples; see `stale_row_epochs`).
+THROUGHPUT_ROWS = {
+    "plain": (None, 3, [1, 2], None),
+    "select-nothing": ({"strategy": SelectNothing(), "start": 0}, 3, [1, 2],
+                       "selected_fraction"),
+    "sb-beta1": ({"beta": 1.0}, 4, [2, 3], "selected_fraction"),
+    "sb-beta2": ({"beta": 2.0}, 4, [2, 3], "selected_fraction"),
+    "sb-beta3": ({"beta": 3.0}, 4, [2, 3], "selected_fraction"),
+    "sb-beta2-stale-epoch": ({"beta": 2.0, "staleness": 2}, 7, None,
+                             "selected_fraction"),
+    "sb-beta2-fresh-with-ids": (None, None, None, "selected_fraction"),
+    "infobatch": ({"pruning": "infobatch", **comparison.INFOBATCH_DEFAULTS},
+                  4, [2, 3], "kept_fraction"),
+}
+
+
+def stale_row_epochs(history):
+    """`(stale, fresh)`: the epochs of a stale-selection run to time, each
+    kind without its first epoch (which compiles its step; the priming
+    epoch 0 is left out too)."""
+    stale = [epoch for epoch, value in enumerate(history["accuracy"])
+             if not np.isfinite(value)]
+    fresh = [epoch for epoch in range(1, len(history["accuracy"]))
+             if epoch not in stale]
+    return stale[1:], fresh[1:]
+
+
+def train_batches(arrays, config, model=None, example_ids=False):
+    """The training `DevicePipeline` of `config` (drawing the stale or pruned
+    epochs of `model` where given)."""
+    return data_utils.DevicePipeline(*arrays, config["batch_size"],
+                                     seed=config["seeds"][0],
+                                     example_ids=example_ids,
+                                     stale_model=model)
+
+
+def time_epochs(options, arrays, config, epochs):
+    """Trains a fresh model for `epochs` epochs (constant learning rate);
+    returns `(model, per-epoch seconds, history)`."""
     model = benchmark.build_model(options, config, seed=0)
     timer = benchmark.EpochTimer()
-    history = model.fit(train, epochs=epochs, callbacks=[timer], verbose=0)
+    callbacks = [timer]
+    pruning = training.pruning_callback(options, config)
+    staleness = (options or {}).get("staleness")
+    if pruning or staleness:
+        train = train_batches(arrays, config, model)
+        callbacks.insert(0, pruning or StaleSelection(staleness))
+    else:
+        train = train_batches(arrays, config)
+    history = model.fit(train, epochs=epochs, callbacks=callbacks, verbose=0,
+                        shuffle=False)
     return model, timer.times, history.history
 
 
-def evaluate_seconds(model, images, labels, batch_size, passes):
-    """Seconds of plain `evaluate` passes over the training images (the
-    first includes compiling)."""
-    pipeline = data_utils.ArrayPipeline(images, labels, batch_size,
-                                        augment=False, shuffle=False)
-    seconds = []
-    for _ in range(passes):
-        start = time.perf_counter()
-        model.evaluate(pipeline, verbose=0)
-        seconds.append(time.perf_counter() - start)
-    return seconds
+def steady(values, epochs):
+    """Median of `values` over the listed epochs."""
+    return float(np.median([values[epoch] for epoch in epochs]))
 
 
-def steady(seconds, skip=1):
-    """Median epoch time without the first `skip` epochs (compiling,
-    priming)."""
-    return float(np.median(seconds[skip:]))
+def throughput_table(rows):
+    """Speedups over plain, and against `1 / (f + s)` for selective rows.
 
-
-def per_epoch(points):
-    """Epoch durations of a learning curve."""
-    totals = [0.0] + [p["seconds"] for p in points]
-    return list(np.diff(totals))
-
-
-def throughput(result):
-    """Per-epoch speedups against the ideal `1 / (f + s)`.
-
-    `f`: epoch time of the selective step that selects nothing over the
-    plain epoch time; `s`: selected fraction. keras-sb epochs are taken
-    after the priming epoch.
+    Args:
+        rows: name -> {"epoch_seconds": float, "fraction": float or None}
+            (a row needs "plain"; "select-nothing" gives `f`).
     """
-    runs = result.get("runs", {})
-    if "plain" not in runs or "forward_only_epoch_seconds" not in result:
-        return None
-    plain = float(np.median(per_epoch(runs["plain"][0])[1:]))
-    forward = steady(result["forward_only_epoch_seconds"])
-    table = {
-        "plain_epoch_seconds": plain,
-        "forward_only_epoch_seconds": forward,
-        "f": forward / plain,
-        "f_evaluate": steady(result["evaluate_seconds"]) / plain,
-    }
-    measured = {}
-    if "sb-beta2" in runs and len(runs["sb-beta2"][0]) > 3:
-        points = runs["sb-beta2"][0]
-        measured["sb-beta2"] = (
-            float(np.median(per_epoch(points)[2:])),
-            float(np.mean([p["selected_fraction"] for p in points[2:]])),
-        )
-    for beta in ("1", "3"):
-        if f"sb-beta{beta}_epoch_seconds" in result:
-            measured[f"sb-beta{beta}"] = (
-                steady(result[f"sb-beta{beta}_epoch_seconds"], skip=2),
-                float(np.mean(result[f"sb-beta{beta}_selected_fraction"][2:])),
-            )
-    if "all_epoch_seconds" in result:
-        # Backward branch taken at every step: close to plain + forward when
-        # the conditional costs nothing (on XLA CPUs it does, a lot).
-        everything = steady(result["all_epoch_seconds"], skip=2)
-        table["all_selected_epoch_seconds"] = everything
-        table["all_selected_over_plain_plus_forward"] = everything / (
-            plain + forward)
-    for name, (seconds, fraction) in measured.items():
-        ideal = 1.0 / (table["f"] + fraction)
-        table[name] = {
-            "epoch_seconds": seconds,
-            "selected_fraction": fraction,
-            "ideal_speedup": ideal,
-            "measured_speedup": plain / seconds,
-            "fraction_of_ideal": plain / seconds / ideal,
-        }
+    plain = rows["plain"]["epoch_seconds"]
+    f = None
+    if "select-nothing" in rows:
+        f = rows["select-nothing"]["epoch_seconds"] / plain
+    table = {"f": f}
+    for name, row in rows.items():
+        entry = dict(row, speedup=plain / row["epoch_seconds"])
+        selective = name.startswith("sb-") and row.get("fraction") is not None
+        if f is not None and selective:
+            entry["ideal_speedup"] = 1.0 / (f + row["fraction"])
+            entry["fraction_of_ideal"] = entry["speedup"] / entry["ideal_speedup"]
+        table[name] = entry
     return table
+
+
+def measure_throughput(arrays, config, record, save, time_left):
+    """Part 1 at `config["batch_size"]`: fills and returns `record`."""
+    rows = record.setdefault("rows", {})
+    for name, (options, epochs, steady_epochs, fraction_log) in (
+            THROUGHPUT_ROWS.items()):
+        if epochs is None:  # Measured with the row before it.
+            continue
+        estimate = record.get("seconds_per_row", 0)
+        if rows and estimate > time_left():
+            print(f"skipping throughput {name}: about {estimate:.0f}s",
+                  flush=True)
+            continue
+        started = time.perf_counter()
+        model, seconds, history = time_epochs(options, arrays, config, epochs)
+        fraction = history.get(fraction_log) if fraction_log else None
+        timed = {name: steady_epochs}
+        if steady_epochs is None:
+            timed = dict(zip((name, "sb-beta2-fresh-with-ids"),
+                             stale_row_epochs(history)))
+        for row, epochs_timed in timed.items():
+            rows[row] = {"epoch_seconds": steady(seconds, epochs_timed),
+                         "all_epoch_seconds": seconds,
+                         "epochs_timed": epochs_timed,
+                         "fraction": None if fraction is None
+                         else steady(fraction, epochs_timed)}
+        if name == "plain" and config.get("compare_host_pipeline"):
+            rows["plain-array-pipeline"] = host_pipeline_row(model, arrays,
+                                                             config)
+        if name == "sb-beta2" and config["backend"] == "jax":
+            batch = train_batches(arrays, config)[0]
+            record["control_flow"] = step_profile.control_flow(model, batch)
+        record["seconds_per_row"] = max(estimate, time.perf_counter() - started)
+        record["table"] = throughput_table(rows)
+        save()
+    return record
+
+
+def host_pipeline_row(model, arrays, config):
+    """Plain training's epoch time on `ArrayPipeline` (NumPy on the host),
+    with the model that just trained on the device pipeline."""
+    timer = benchmark.EpochTimer()
+    host = data_utils.ArrayPipeline(*arrays, config["batch_size"],
+                                    seed=config["seeds"][0])
+    model.fit(host, epochs=3, callbacks=[timer], verbose=0, shuffle=False)
+    return {"epoch_seconds": steady(timer.times, [1, 2]),
+            "all_epoch_seconds": timer.times, "fraction": None}
 
 
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--path", required=True,
                         help="CIFAR-10 copy (folder or .tar.xz)")
+    parser.add_argument("--quick", action="store_true",
+                        help="a tiny run that checks the script: "
+                             + ", ".join(f"{k}={v}" for k, v in QUICK.items()))
     parser.add_argument("--train-size", type=int, default=None)
     parser.add_argument("--test-size", type=int, default=None)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--learning-rate", type=float, default=0.1)
+    parser.add_argument("--batch-sizes", type=int, nargs="+",
+                        default=[256, 1024])
+    parser.add_argument("--learning-rate", type=float, default=0.1,
+                        help="at batch size 256; scaled linearly with it")
     parser.add_argument("--widths", type=int, nargs="+",
                         default=[64, 128, 256, 512])
     parser.add_argument("--blocks", type=int, default=2)
     parser.add_argument("--batch-norm-momentum", type=float, default=0.9)
-    parser.add_argument("--epochs", type=int, default=20,
-                        help="epochs of plain training")
-    parser.add_argument("--selective-epochs", type=int, default=30,
-                        help="epochs of keras-sb and the uniform control")
+    parser.add_argument("--epochs", type=int, default=30,
+                        help="epochs of plain training (time to accuracy)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    parser.add_argument("--methods", nargs="+",
+                        default=TIME_TO_ACCURACY_METHODS,
+                        help="time-to-accuracy methods (`keras-sb bench` "
+                             "names)")
     parser.add_argument("--deadline", type=float, default=510,
                         help="seconds: start no part that would end later")
-    parser.add_argument("--methods", nargs="+",
-                        default=["plain", "sb-beta2", "uniform"],
-                        help="time-to-accuracy methods, in order (also "
-                             "sb-beta2-stale2, sb-beta2-stale3: stale "
-                             "selection drawn by the ArrayPipeline)")
     parser.add_argument("--no-mixed-precision", action="store_true")
     parser.add_argument("--output", default=os.path.join(
         "benchmarks", "results", "gpu.json"))
     args = parser.parse_args(argv)
+    if args.quick:
+        for key, value in QUICK.items():
+            setattr(args, key, value)
+    if "plain" not in args.methods:
+        parser.error("--methods must include plain (the reference).")
     try:
         benchmark.choose_methods(benchmark.methods(betas=(2.0,)), args.methods)
     except ValueError as error:
@@ -175,6 +245,7 @@ def main(argv=None):
     started = time.perf_counter()
     args = parse_args(argv)
     elapsed = lambda: time.perf_counter() - started  # noqa: E731
+    time_left = lambda: args.deadline - elapsed()  # noqa: E731
     if not args.no_mixed_precision:
         keras.config.set_dtype_policy("mixed_bfloat16")
     result = {
@@ -183,106 +254,80 @@ def main(argv=None):
         "date": time.strftime("%Y-%m-%d %H:%M:%S %Z"),
         "machine": benchmark.machine(),
         "dtype_policy": keras.config.dtype_policy().name,
+        "pipeline": "DevicePipeline",
     }
 
     def save():
-        result["throughput"] = throughput(result)
         os.makedirs(os.path.dirname(args.output) or ".", exist_ok=True)
         with open(args.output, "w") as file:
             json.dump(result, file, indent=2)
         print(f"[{elapsed():.0f}s] saved {args.output}", flush=True)
 
-    x_train, y_train = datasets.load_arrays("cifar10", "train", args.path,
-                                            limit=args.train_size)
-    x_test, y_test = datasets.load_arrays("cifar10", "test", args.path,
-                                          limit=args.test_size)
+    train = datasets.load_arrays("cifar10", "train", args.path,
+                                 limit=args.train_size)
+    test = datasets.load_arrays("cifar10", "test", args.path,
+                                limit=args.test_size)
     result["data_seconds"] = elapsed()
-    config = {
+    base = {
         "epochs": args.epochs,
-        "selective_epochs": args.selective_epochs,
-        "batch_size": args.batch_size,
-        "learning_rate": args.learning_rate,
-        "seeds": [0],
+        "seeds": list(args.seeds),
         "jit_compile": True,
-        "train_examples": len(x_train),
-        "input_shape": x_train.shape[1:],
+        "train_examples": len(train[0]),
+        "input_shape": list(train[0].shape[1:]),
         "classes": 10,
         "widths": args.widths,
         "blocks_per_stage": args.blocks,
         "batch_norm_momentum": args.batch_norm_momentum,
+        "pipeline": "device",
+        "backend": keras.backend.backend(),
     }
-    result["config"] = {k: (list(v) if isinstance(v, tuple) else v)
-                        for k, v in config.items()}
-    train = data_utils.ArrayPipeline(x_train, y_train, args.batch_size, seed=0)
-    print(f"[{elapsed():.0f}s] {len(x_train)} training images; devices: "
+
+    def config_at(batch_size):
+        return dict(base, batch_size=batch_size,
+                    learning_rate=args.learning_rate * batch_size / 256)
+    result["config"] = dict(base, batch_sizes=args.batch_sizes,
+                            learning_rate_at_256=args.learning_rate)
+    print(f"[{elapsed():.0f}s] {len(train[0])} training images; devices: "
           f"{result['machine'].get('devices')}", flush=True)
 
-    # 1. The step without a backward pass, and plain evaluate.
-    model, seconds, _ = epoch_seconds(
-        {"strategy": SelectNothing(), "start": 0}, train, config, epochs=3)
-    result["forward_only_epoch_seconds"] = seconds
-    result["evaluate_seconds"] = evaluate_seconds(
-        model, x_train, y_train, args.batch_size, passes=3)
-    save()
-
-    # 2. Time to accuracy: plain, keras-sb beta=2, uniform control (and
-    #    whatever --methods adds).
-    compared = benchmark.methods(betas=(2.0,))
-    order = args.methods
-
-    def train_with_ids(model):  # Stale selection: the pipeline draws.
-        return data_utils.ArrayPipeline(x_train, y_train, args.batch_size,
-                                        seed=0, stale_model=model)
-    test = data_utils.ArrayPipeline(x_test, y_test, 500, augment=False,
-                                    shuffle=False)
-    runs = result.setdefault("runs", {})
-    plain_epoch = None
-    for seed in (0, 1):
-        keras.utils.set_random_seed(seed)
-        initial = benchmark._network(config).get_weights()
-        for name in order:
-            options = compared[name]
-            epochs = benchmark._epochs(config, options)
-            if plain_epoch is not None:
-                cost = 0.6 if options is not None else 1.0
-                estimate = 30 + epochs * plain_epoch * cost
-                if elapsed() + estimate > args.deadline:
-                    print(f"[{elapsed():.0f}s] skipping {name} seed {seed}: "
-                          f"about {estimate:.0f}s left to do", flush=True)
-                    continue
-            points = benchmark.train_one(options, initial, train, test,
-                                         config, seed,
-                                         train_with_ids=train_with_ids)
-            runs.setdefault(name, []).append(points)
-            if name == "plain":
-                plain_epoch = points[-1]["seconds"] - points[-2]["seconds"]
-            print(f"[{elapsed():.0f}s] {name} seed {seed}: final accuracy "
-                  f"{points[-1]['test_accuracy']:.4f} in "
-                  f"{points[-1]['seconds']:.0f}s", flush=True)
-            result["summary"] = benchmark.summarize(runs)
-            save()
-        if seed == 0:
-            # 3. Every example selected (the backward branch taken at every
-            #    step), then beta 1 and 3, before a second seed.
-            #    Selection starts after the usual priming epoch (from random
-            #    weights, inference-mode losses are nearly all equal).
-            extras = {"all": {"strategy": strategies.UniformSubset(1.0)},
-                      "sb-beta1": {"beta": 1.0},
-                      "sb-beta3": {"beta": 3.0}}
-            for name, options in extras.items():
-                if plain_epoch and elapsed() + 25 + 4 * plain_epoch > args.deadline:
-                    continue
-                _, seconds, history = epoch_seconds(options, train, config,
-                                                    epochs=4)
-                result[f"{name}_epoch_seconds"] = seconds
-                result[f"{name}_selected_fraction"] = [
-                    float(v) for v in history["selected_fraction"]]
-                save()
-    benchmark.plot(runs, result["summary"],
-                   os.path.splitext(args.output)[0] + ".png")
-    print(benchmark.format_summary(result["summary"]))
-    print(json.dumps(result["throughput"], indent=2))
+    throughput = result.setdefault("throughput", {})
+    compared = benchmark.choose_methods(benchmark.methods(betas=(2.0,)),
+                                        args.methods)
+    runs = {name: [] for name in compared}
+    seed_seconds = None
+    parts = [("throughput", args.batch_sizes[0])]
+    parts += [("time_to_accuracy", args.seeds[0])]
+    parts += [("throughput", size) for size in args.batch_sizes[1:]]
+    parts += [("time_to_accuracy", seed) for seed in args.seeds[1:]]
+    for part, value in parts:
+        if part == "throughput":
+            config = dict(config_at(value),
+                          compare_host_pipeline=value == args.batch_sizes[0])
+            record = throughput.setdefault(str(value), {})
+            measure_throughput(train, config, record, save, time_left)
+            continue
+        if seed_seconds is not None and seed_seconds > time_left():
+            print(f"[{elapsed():.0f}s] skipping seed {value}: about "
+                  f"{seed_seconds:.0f}s", flush=True)
+            continue
+        seed_started = time.perf_counter()
+        config = dict(config_at(args.batch_sizes[0]), seeds=[value])
+        seed_runs, _ = benchmark.run(train, test, config, compared,
+                                     progress=False)
+        for name, points in seed_runs.items():
+            runs[name].extend(points)
+        seed_seconds = time.perf_counter() - seed_started
+        result["runs"] = runs
+        result["summary"] = benchmark.summarize(runs)
+        print(benchmark.format_summary(result["summary"]), flush=True)
+        save()
+    if "summary" in result:
+        benchmark.plot(runs, result["summary"],
+                       os.path.splitext(args.output)[0] + ".png")
+    print(json.dumps({size: record.get("table")
+                      for size, record in throughput.items()}, indent=2))
     print(f"[{elapsed():.0f}s] done", flush=True)
+    return result
 
 
 if __name__ == "__main__":

@@ -5,7 +5,9 @@ import warnings
 import numpy as np
 import pytest
 
+import keras_sb
 from keras_sb import benchmark
+from keras_sb.benchmark import training
 
 
 def test_cosine_learning_rate_follows_the_epoch():
@@ -56,3 +58,15 @@ def test_training_passes_no_shuffle_for_fit_to_ignore():
         points = benchmark.train_one(None, None, train, test, config, seed=0)
     assert len(points) == 1
     assert [str(w.message) for w in caught if "shuffle" in str(w.message)] == []
+
+
+def test_device_pipeline_from_config():
+    images = np.zeros((10, 4, 4, 3), "uint8")
+    config = {"batch_size": 4, "seeds": [0], "pipeline": "device"}
+    batches = training.training_batches((images, np.arange(10)), config,
+                                        example_ids=True)
+    assert isinstance(batches, keras_sb.data.DevicePipeline)
+    assert batches.example_ids and len(batches) == 3
+    with pytest.raises(ValueError, match="pipeline='gpu'"):
+        training.training_batches((images, np.arange(10)),
+                                  dict(config, pipeline="gpu"))

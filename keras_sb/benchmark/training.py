@@ -172,16 +172,30 @@ def pipelines(train, test, config):
 
     `train` and `test` are unbatched `tf.data.Dataset`s (`datasets.load`),
     or `(images, labels)` NumPy arrays (`datasets.load_arrays`), which give
-    `data.ArrayPipeline`s and need no TensorFlow.
+    `data.ArrayPipeline`s and need no TensorFlow, or with
+    `config["pipeline"] == "device"`, `data.DevicePipeline`s.
     """
     if isinstance(train, tuple):
-        test_batches = data_utils.ArrayPipeline(*test, 500, augment=False,
-                                                shuffle=False)
+        test_batches = array_pipeline_class(config)(
+            *test, 500, augment=False, shuffle=False)
     else:
         test_batches = data_utils.evaluation_pipeline(test, 500)
         for _ in train.concatenate(test):  # Fill the decoding caches once.
             pass
     return training_batches(train, config), test_batches
+
+
+def array_pipeline_class(config):
+    """The pipeline of NumPy arrays that `config["pipeline"]` names:
+    `"array"` (the default, `data.ArrayPipeline`) or `"device"`
+    (`data.DevicePipeline`, batches made on the accelerator)."""
+    kind = config.get("pipeline", "array")
+    if kind not in ("array", "device"):
+        raise ValueError("`pipeline` must be 'array' or 'device'. "
+                         f"Received: pipeline={kind!r}")
+    if kind == "device":
+        return data_utils.DevicePipeline
+    return data_utils.ArrayPipeline
 
 
 def training_batches(train, config, example_ids=False, stale_model=None):
@@ -198,7 +212,7 @@ def training_batches(train, config, example_ids=False, stale_model=None):
     """
     augment = config.get("augment", True)
     if isinstance(train, tuple):
-        return data_utils.ArrayPipeline(
+        return array_pipeline_class(config)(
             *train, config["batch_size"], augment=augment,
             seed=config["seeds"][0], example_ids=example_ids,
             stale_model=stale_model)

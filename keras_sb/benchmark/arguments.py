@@ -137,10 +137,12 @@ def build_parser():
                         help="compile the steps with XLA: Keras's choice "
                              "(auto, the default), always or never")
     parser.add_argument("--pipeline", default=None,
-                        choices=["tf.data", "numpy"],
+                        choices=["tf.data", "numpy", "device"],
                         help="input pipeline (default: tf.data where "
                              "TensorFlow is installed, else numpy, which "
-                             "needs --path)")
+                             "needs --path; device: DevicePipeline, the "
+                             "NumPy arrays kept and batched on the "
+                             "accelerator)")
     parser.add_argument("--mixed-precision", action="store_true",
                         help="train in mixed_bfloat16 (for GPUs)")
     parser.add_argument("--quick", action="store_true",

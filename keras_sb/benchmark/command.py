@@ -55,9 +55,10 @@ def mislabelled_examples(args, count):
 
 def _load_clean_data(args):
     """`load_data` without label noise."""
-    if args.pipeline == "numpy":
+    if args.pipeline in ("numpy", "device"):
         if args.path is None:
-            raise ValueError("--pipeline numpy reads a local copy: give --path.")
+            raise ValueError(f"--pipeline {args.pipeline} reads a local copy: "
+                             "give --path.")
         if args.validation_size:
             images, labels = datasets.load_arrays(
                 args.dataset, "train", args.path,
@@ -184,7 +185,7 @@ def main(argv=None):
     # Refused before the data load and the training, not after them.
     json_path, png_path = result_paths(args)
     train, test = load_data(args)
-    if args.pipeline == "numpy":
+    if args.pipeline in ("numpy", "device"):
         train_examples = len(train[0])
         image_shape = tuple(train[0].shape[1:])
     else:

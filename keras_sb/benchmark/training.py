@@ -186,13 +186,13 @@ def pipelines(train, test, config):
 
 
 def array_pipeline_class(config):
-    """The pipeline of NumPy arrays that `config["pipeline"]` names:
-    `"array"` (the default, `data.ArrayPipeline`) or `"device"`
-    (`data.DevicePipeline`, batches made on the accelerator)."""
-    kind = config.get("pipeline", "array")
-    if kind not in ("array", "device"):
-        raise ValueError("`pipeline` must be 'array' or 'device'. "
-                         f"Received: pipeline={kind!r}")
+    """The pipeline of NumPy arrays for `config["pipeline"]` (`--pipeline`):
+    `data.DevicePipeline` (batches made on the accelerator) for `"device"`,
+    else `data.ArrayPipeline`."""
+    kind = config.get("pipeline", "numpy")
+    if kind not in ("numpy", "device"):
+        raise ValueError("`pipeline` must be 'numpy' or 'device' for NumPy "
+                         f"arrays. Received: pipeline={kind!r}")
     if kind == "device":
         return data_utils.DevicePipeline
     return data_utils.ArrayPipeline

@@ -8,6 +8,7 @@ import pytest
 from keras import ops
 
 from keras_sb import selection
+from keras_sb import strategies
 
 NAN = float("nan")
 
@@ -178,12 +179,63 @@ class TestProbabilityRule:
                 pct, frequency, expected)
 
     def test_lowest_loss_is_never_selected_without_floor(self):
-        history = ops.arange(100, dtype="float32")
-        losses = ops.zeros((5000,))
-        probability = selection.biggest_losers_probability(
-            selection.percentile_rank(losses, history), 3.0)
+        """The lowest loss, itself in the history as in the model, has rank
+        0. Ranked by `<=` it would have (1/4) ** 3 = 1/64: about 78 of the
+        5000 draws, and P(none) = e ** -78."""
+        history = ops.array([1.0, 2.0, 3.0, 4.0])
+        losses = ops.ones((5000,))
+        probability = strategies.BiggestLosers(beta=3.0).probabilities(
+            losses, history)
+        np.testing.assert_array_equal(numpy(probability), 0.0)
         seed = keras.random.SeedGenerator(0)
         assert not numpy(selection.bernoulli(probability, seed)).any()
+
+    @pytest.mark.parametrize("beta,min_probability", [(1, 0), (3, 0),
+                                                      (2, 0.1)])
+    def test_frequency_when_the_losses_are_in_the_history(
+            self, beta, min_probability):
+        """As in the model: a batch of 20 distinct losses is appended to the
+        history, then ranked, so the loss of rank r (from 0) has
+        pct = r / 20 exactly, not (r + 1) / 20. Each loss is drawn 20,000
+        times; the frequency must be within 5 sigma of
+        max(min_probability, pct ** beta). A rank counted with `<=` moves
+        p by at least 0.05 ** beta at r = 0 (beta 1: 0.05, over 14 sigma)."""
+        size, draws = 20, 20000
+        losses = np.random.default_rng(beta).permutation(
+            np.arange(1, size + 1)).astype("float32")
+        history, _ = selection.append_to_history(
+            ops.full((size,), NAN), 0, ops.array(losses))
+        probability = strategies.BiggestLosers(
+            beta, min_probability).probabilities(ops.array(losses), history)
+        rank = np.argsort(np.argsort(losses))
+        expected = np.maximum(min_probability, (rank / size) ** beta)
+        np.testing.assert_allclose(numpy(probability), expected, rtol=1e-6,
+                                   atol=1e-7)
+        seed = keras.random.SeedGenerator(beta)
+        repeated = ops.tile(ops.expand_dims(probability, 0), (draws, 1))
+        frequency = numpy(selection.bernoulli(repeated, seed)).mean(axis=0)
+        for observed, p in zip(frequency, expected):
+            assert abs(observed - p) <= z_tolerance(p, draws) + 1e-9, (p, observed)
+
+    def test_frequency_in_the_low_probability_tail(self):
+        """Where beta = 3 puts most examples: p = 0.2 ** 3, 0.3 ** 3 and
+        0.4 ** 3 (0.008 to 0.064), 10 ** 6 draws each. Sigma is at most
+        0.0112 p there, so the 5-sigma band is under 5.6% of p and a 10%
+        bias of the draws is at least 9 sigma."""
+        size, draws = 1000, 1_000_000
+        history = ops.arange(size, dtype="float32")
+        seed = keras.random.SeedGenerator(11)
+        strategy = strategies.BiggestLosers(beta=3.0)
+        for k in (200, 300, 400):
+            expected = (k / size) ** 3
+            # Loss k is in the history once: pct = k / size.
+            probability = strategy.probabilities(ops.full((1,), float(k)),
+                                                 history)
+            probability = ops.tile(probability, (draws,))
+            frequency = float(np.mean(numpy(selection.bernoulli(probability,
+                                                                seed))))
+            assert abs(frequency - expected) <= z_tolerance(expected, draws), (
+                k, frequency, expected)
 
     @pytest.mark.parametrize("beta,min_probability", [(1, 0), (2, 0), (3, 0),
                                                       (2, 0.25)])

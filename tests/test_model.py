@@ -24,14 +24,18 @@ def id_data(x, y):
 class TestLogs:
     def test_fit_logs_selection_and_all_example_metrics(self, digits):
         x, y, _, _ = digits
+        # Learning rate 0: the losses do not drift, so their percentiles in
+        # the history are uniform and beta = 1 selects 1/2.
         model = compile_model(keras_sb.SelectiveBackpropModel(
-            *mlp(), beta=1.0, start=0, seed=0))
+            *mlp(), beta=1.0, start=0, seed=0), learning_rate=0.0)
         history = model.fit(x, y, batch_size=50, epochs=2, verbose=0)
         assert set(history.history) == {"loss", "accuracy", "selected_fraction",
                                         "backprops"}
         counters = model.selection_state.counters()
         assert history.history["backprops"][-1] == counters["backprops"] > 0
-        assert 0.2 < history.history["selected_fraction"][-1] < 0.8
+        # 1400 draws with p = pct: sigma = sqrt(E[p (1 - p)] / 1400) =
+        # sqrt(1 / (6 * 1400)) = 0.011; 5 sigma.
+        assert abs(history.history["selected_fraction"][-1] - 0.5) < 0.055
 
     def test_loss_and_metrics_cover_every_example(self, digits):
         """With a zero learning rate the weights never change, so the fit's
@@ -181,13 +185,17 @@ class TestConservation:
     def test_optimizer_steps_count_backward_steps(self, digits):
         x, y, _, _ = digits
         model = compile_model(keras_sb.SelectiveBackpropModel(
-            *mlp(), beta=2.0, start=0, seed=3))
+            *mlp(), beta=2.0, start=0, seed=3), learning_rate=0.0)
         model.fit(x, y, batch_size=70, epochs=3, verbose=0)
         state = model.selection_state.counters()
-        assert int(model.optimizer.iterations) * 70 == state["backprops"]
+        steps = int(model.optimizer.iterations)
+        assert steps * 70 == state["backprops"]
         assert state["selected_total"] == state["backprops"] + state["queue_size"]
-        # Fewer optimizer steps than plain training's 3 * 20.
-        assert int(model.optimizer.iterations) < 0.6 * 60
+        assert steps == state["selected_total"] // 70
+        # Losses that do not drift (learning rate 0): beta = 2 selects 1/3
+        # of the 4200 scored; sigma = sqrt((1/3 - 1/5) / 4200) = 0.0056 of
+        # the fraction, 5 sigma. About 20 steps, where plain takes 60.
+        assert abs(state["selected_total"] / 4200 - 1 / 3) < 0.028
 
 
 def test_selection_pass_leaves_batchnorm_statistics_alone(digits):
@@ -210,7 +218,11 @@ def test_selection_pass_leaves_batchnorm_statistics_alone(digits):
 
 def test_reaches_plain_accuracy_with_fewer_backprops(digits):
     """On real digits: within 3 points of plain Keras after the same number
-    of epochs, with at most 70% of its backward passes."""
+    of epochs, with about half its backward passes.
+
+    That the selection follows the losses is checked where the losses are
+    known (`test_stale.py::...::test_fresh_epoch_follows_the_rule_exactly`);
+    here a uniform half would pass too."""
     x, y, x_test, y_test = digits
     epochs, batch_size = 25, 32
 
@@ -228,4 +240,9 @@ def test_reaches_plain_accuracy_with_fewer_backprops(digits):
 
     assert plain_accuracy > 0.9
     assert accuracy >= plain_accuracy - 0.03
-    assert backprops <= 0.7 * epochs * len(x)
+    # One priming epoch, then beta = 1 selects 1/2 of losses that do not
+    # drift: (1 + 24 / 2) / 25 = 0.52 of plain's backprops, sigma 0.0021
+    # from the draws. Training lowers the losses within each epoch, so the
+    # new ones rank low in the history: 0.497 measured (both backends).
+    # Allowed: 0.52 - 0.04 to 0.52 + 5 sigma.
+    assert 0.48 < backprops / (epochs * len(x)) < 0.531

@@ -215,6 +215,59 @@ class TestMirroredStrategy:
         assert (counts[high] == 1).sum() == num_examples // 2 - queued
         assert counts[~high].sum() == 0
 
+    def test_padded_rows_get_no_weight_in_the_update(self):
+        """With a real learning rate, a backward step in which replica 1 has
+        nothing queued (its rows are padding: left over from an earlier
+        step, with large losses) updates the weights exactly as one device
+        trained on replica 0's rows alone, the padding weighted 0.
+
+        Global batches of 32, the first 16 rows on replica 0. Batch 1: 32
+        examples of target 10 (loss 100, all selected): one full step.
+        Batches 2-4: replica 0 gets 16 more of target 10 each, replica 1
+        zeros of target 0 (loss under the threshold, never selected). Once
+        replica 0's queue is full and more wait, a step runs on its 16
+        oldest, with replica 1's 16 rows padded.
+        """
+        local, learning_rate = 16, 0.001
+        rng = np.random.default_rng(0)
+        x = rng.normal(size=(4 * 2 * local, 4)).astype("float32")
+        y = np.full((4 * 2 * local, 1), 10.0, "float32")
+        for batch in range(1, 4):
+            rows = slice(batch * 2 * local + local, (batch + 1) * 2 * local)
+            x[rows], y[rows] = 0.0, 0.0
+
+        def network():
+            inputs = keras.Input((4,))
+            return inputs, keras.layers.Dense(1, kernel_initializer="zeros")(
+                inputs)
+
+        with mirrored_strategy().scope():
+            model = keras_sb.SelectiveBackpropModel(
+                *network(), strategy=LossThreshold(1.0), start=0,
+                backprop_batch_size=2 * local)
+            model.compile(optimizer=keras.optimizers.SGD(learning_rate),
+                          loss="mse")
+        model.fit(x, y, batch_size=2 * local, epochs=1, shuffle=False,
+                  verbose=0)
+        counters = model.selection_state.counters()
+        assert int(numpy(model.optimizer.iterations.value)) == 2
+        assert counters["padded_examples"] == local
+
+        # One device: the full first batch, then replica 0's first 16
+        # queued rows (batch 2's) with 16 rows of weight 0.
+        reference = keras.Model(*network())
+        reference.compile(optimizer=keras.optimizers.SGD(learning_rate),
+                          loss="mse")
+        reference.train_on_batch(x[:2 * local], y[:2 * local])
+        second = slice(2 * local, 3 * local)
+        reference.train_on_batch(
+            np.concatenate([x[second], np.zeros_like(x[second])]),
+            np.concatenate([y[second], np.zeros_like(y[second])]),
+            sample_weight=np.repeat([1.0, 0.0], local))
+        for trained, expected in zip(model.get_weights(),
+                                     reference.get_weights()):
+            np.testing.assert_allclose(trained, expected, rtol=1e-5, atol=1e-7)
+
     def test_saves_and_loads_under_the_strategy(self, digits, tmp_path):
         x, y, _, _ = digits
         with mirrored_strategy().scope():

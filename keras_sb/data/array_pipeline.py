@@ -159,6 +159,11 @@ class RowBatches(keras.utils.PyDataset):
         of the epoch: a structure of arrays of `len(rows)` rows."""
         raise NotImplementedError
 
+    def _batch_rng(self, index):
+        """The generator of the `index`-th batch's random augmentation:
+        it depends only on `(seed, epoch, index)`."""
+        return np.random.default_rng([self._seed, self._epoch, index])
+
     def __len__(self):
         return -(-len(self._epoch_rows()) // self.batch_size)
 
@@ -250,7 +255,7 @@ class ArrayPipeline(RowBatches):
     def _batch(self, rows, index):
         images = self.images[rows]
         if self.augment:
-            rng = np.random.default_rng([self._seed, self._epoch, index])
-            images = pad_crop_flip_batch(images, rng, self.padding)
+            images = pad_crop_flip_batch(images, self._batch_rng(index),
+                                         self.padding)
         return (np.multiply(images, np.float32(1 / 255), dtype="float32"),
                 self.labels[rows])

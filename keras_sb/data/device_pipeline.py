@@ -159,7 +159,7 @@ class DevicePipeline(RowBatches):
         if self.augment:
             # Per batch, the draws `ArrayPipeline` makes for it.
             draws = [crop_flip_draws(
-                np.random.default_rng([self._seed, self._epoch, index]),
+                self._batch_rng(index),
                 len(rows[index * self.batch_size:(index + 1) * self.batch_size]),
                 self.padding) for index in range(batches)]
             offsets = np.concatenate([d[0] for d in draws], axis=1)

@@ -153,25 +153,22 @@ class DevicePipeline(RowBatches):
         key = (self._rows_key, self._epoch, len(rows))
         if key == self._plan_key:
             return self._plan
-        batches = -(-len(rows) // self.batch_size)
-        offsets = np.zeros((2, 0), "int32")
-        flip = np.zeros(0, bool)
-        if self.augment:
-            # Per batch, the draws `ArrayPipeline` makes for it.
-            draws = [crop_flip_draws(
-                self._batch_rng(index),
-                len(rows[index * self.batch_size:(index + 1) * self.batch_size]),
-                self.padding) for index in range(batches)]
-            offsets = np.concatenate([d[0] for d in draws], axis=1)
-            flip = np.concatenate([d[1] for d in draws])
-        ids = rows.astype("int32")
-        missing = batches * self.batch_size - len(rows)
-        if self.stale_filter is not None and self.stale_filter.stale and missing:
-            ids = np.append(ids, np.full(missing, PADDING_ID, "int32"))
-            offsets = np.pad(offsets, ((0, 0), (0, missing)))
-            flip = np.pad(flip, (0, missing))
+        ids, offsets, flip = [np.zeros(0, "int32")], [np.zeros((2, 0))], [
+            np.zeros(0, bool)]
+        for index in range(len(self)):
+            batch_rows, missing = self._batch_rows(index)
+            ids += [batch_rows, np.full(missing, PADDING_ID)]
+            if self.augment:
+                # The draws `ArrayPipeline` makes for the batch; none for
+                # the padding rows.
+                draws = crop_flip_draws(self._batch_rng(index),
+                                        len(batch_rows), self.padding)
+                offsets += [draws[0], np.zeros((2, missing))]
+                flip += [draws[1], np.zeros(missing, bool)]
+        ids, flip = np.concatenate(ids), np.concatenate(flip)
+        offsets = np.concatenate(offsets, axis=1)
         self._plan = tuple(ops.convert_to_tensor(part) for part in (
-            ids, offsets.astype("int32"), flip))
+            ids.astype("int32"), offsets.astype("int32"), flip))
         self._plan_key = key
         return self._plan
 

@@ -23,7 +23,7 @@ import jax
 import keras
 
 
-def _state_variables(model):
+def state_variables(model):
     """The variables of the JAX trainer's state, in its order."""
     return (
         model.trainable_variables,
@@ -35,7 +35,7 @@ def _state_variables(model):
 
 def train_step(model, state, data):
     """`Model.train_step(state, data)` as the JAX trainer calls it."""
-    variables = _state_variables(model)
+    variables = state_variables(model)
     mapping = [
         (variable, value)
         for group, values in zip(variables, state)

@@ -30,9 +30,10 @@ def control_flow(model, data):
                          f"{keras.backend.backend()!r}.")
     import jax
 
-    state = tuple([variable.value for variable in group] for group in (
-        model.trainable_variables, model.non_trainable_variables,
-        model.optimizer.variables, model.metrics_variables))
+    from keras_sb.backend import jax as jax_backend
+
+    state = tuple([variable.value for variable in group]
+                  for group in jax_backend.state_variables(model))
     text = jax.jit(model.train_step).lower(state, data).as_text()
     return count_control_flow(text)
 

@@ -97,12 +97,11 @@ def stale_row_epochs(history):
     return stale[1:], fresh[1:]
 
 
-def train_batches(arrays, config, model=None, example_ids=False):
+def train_batches(arrays, config, model=None):
     """The training `DevicePipeline` of `config` (drawing the stale or pruned
     epochs of `model` where given)."""
     return data_utils.DevicePipeline(*arrays, config["batch_size"],
                                      seed=config["seeds"][0],
-                                     example_ids=example_ids,
                                      stale_model=model)
 
 
